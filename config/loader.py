@@ -1,0 +1,118 @@
+"""Load and validate the YAML configuration (schema: config/schemas/registry.schema.json).
+
+Unknown keys and wrong types are refused with a message naming the key path, e.g.
+`config error at storage.filesystem.rot: unknown key`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+DEFAULT_ADDR = "127.0.0.1:5000"
+DEFAULT_ROOT = "./data"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key path."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("config").joinpath("schemas", "registry.schema.json").read_text())
+
+
+@dataclass
+class TLSSettings:
+    certificate: str
+    key: str
+
+
+@dataclass
+class Settings:
+    """Validated configuration with defaults applied; `raw` keeps every section as loaded."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    tls: TLSSettings | None = None
+    workers: int = 1
+    client_timeout: float = 300.0
+    log_level: str = "info"
+    log_format: str = "text"
+    storage: dict[str, Any] = field(default_factory=lambda: {"filesystem": {"root": DEFAULT_ROOT}})
+    delete_enabled: bool = True
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        if extra:
+            return ".".join([*parts, extra[0]])
+    return ".".join(parts) or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return "unknown key"
+    if error.validator == "not" and list(error.absolute_path) == ["storage"]:
+        return "choose one storage driver: filesystem or s3, not both"
+    return error.message
+
+
+def parse_settings(data: dict[str, Any] | None) -> Settings:
+    """Validate a loaded YAML document and return Settings; raises ConfigError."""
+    data = copy.deepcopy(data) if data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError("config error: the file must hold a YAML mapping")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        raise ConfigError(f"config error at {_key_path(first)}: {_message(first)}")
+
+    settings = Settings(raw=data)
+    http = data.get("http", {})
+    host, _, port = http.get("addr", DEFAULT_ADDR).rpartition(":")
+    settings.host = host.strip("[]")
+    settings.port = int(port)
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError("config error at http.addr: port out of range")
+    if "tls" in http:
+        settings.tls = TLSSettings(http["tls"]["certificate"], http["tls"]["key"])
+    settings.workers = http.get("workers", 1)
+    settings.client_timeout = float(http.get("client_timeout", 300))
+    log = data.get("log", {})
+    settings.log_level = log.get("level", "info")
+    settings.log_format = log.get("format", "text")
+    storage = data.get("storage", {})
+    settings.delete_enabled = storage.get("delete", True)
+    drivers = {k: v for k, v in storage.items() if k != "delete"}
+    settings.storage = drivers or {"filesystem": {"root": DEFAULT_ROOT}}
+    return settings
+
+
+def load_settings(path: str | None) -> Settings:
+    """Read a YAML config file (None: all defaults)."""
+    if path is None:
+        return parse_settings({})
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"config error: cannot read {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config error: {path} is not valid YAML: {e}") from e
+    return parse_settings(data)

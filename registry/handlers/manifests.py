@@ -1,0 +1,119 @@
+"""Manifest GET/HEAD/PUT/DELETE by tag or digest. GET and HEAD pass through the content-trust gate."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.errors import RegistryError
+from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
+from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
+from storage.references import Digest, is_digest, is_valid_tag
+from storage.store import BlobUnknownError, Manifest, RegistryStore
+
+MANIFEST_GATE = web.AppKey("manifest_gate", object)
+
+
+def _reference(request: web.Request) -> tuple[str | None, Digest | None]:
+    """(tag, None) or (None, digest) from the URL."""
+    ref = request.match_info["reference"]
+    if is_digest(ref):
+        return None, parse_digest(ref)
+    if not is_valid_tag(ref):
+        raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": ref[:200]}, status=400)
+    return ref, None
+
+
+async def _resolve(st: RegistryStore, name: str, tag: str | None, digest: Digest | None) -> Manifest:
+    if digest is None:
+        assert tag is not None
+        digest = await st.resolve_tag(name, tag)
+    return await st.get_manifest(name, digest)
+
+
+def _headers(manifest: Manifest) -> dict[str, str]:
+    return {
+        "Content-Type": manifest.media_type,
+        "Docker-Content-Digest": str(manifest.digest),
+        "ETag": f'"{manifest.digest}"',
+        "Content-Length": str(len(manifest.body)),
+    }
+
+
+async def _fetch(request: web.Request) -> Manifest:
+    name = repo_name(request)
+    tag, digest = _reference(request)
+    manifest = await _resolve(store(request), name, tag, digest)
+    gate = request.app.get(MANIFEST_GATE)
+    if gate is not None:
+        await gate(request, name, tag, manifest)  # raises RegistryError (412) to refuse
+    return manifest
+
+
+async def get_manifest(request: web.Request) -> web.StreamResponse:
+    manifest = await _fetch(request)
+    headers = _headers(manifest)
+    del headers["Content-Type"]
+    return web.Response(body=manifest.body, headers=headers, content_type=manifest.media_type)
+
+
+async def head_manifest(request: web.Request) -> web.StreamResponse:
+    manifest = await _fetch(request)
+    return web.Response(headers=_headers(manifest))
+
+
+async def put_manifest(request: web.Request) -> web.StreamResponse:
+    name = repo_name(request)
+    tag, ref_digest = _reference(request)
+    st = store(request)
+    body = await read_limited(request, MAX_MANIFEST_SIZE, "manifest")
+    algorithm = ref_digest.algorithm if ref_digest else "sha256"
+    digest = Digest.of(body, algorithm)
+    if ref_digest is not None and digest != ref_digest:
+        raise RegistryError(
+            "DIGEST_INVALID",
+            "manifest digest does not match the reference",
+            {"reference": str(ref_digest), "actual": str(digest)},
+        )
+    try:
+        parsed = parse_manifest(body, request.headers.get("Content-Type"))
+    except ManifestInvalidError as e:
+        raise RegistryError("MANIFEST_INVALID", str(e)) from e
+    for blob in parsed.blobs:
+        try:
+            await st.stat_blob(name, blob)
+        except BlobUnknownError as e:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", f"blob {blob} is not in repository {name}",
+                                {"digest": str(blob)}) from e
+    for child in parsed.children:
+        if not await st.has_manifest(name, child):
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", f"manifest {child} is not in repository {name}",
+                                {"digest": str(child)})
+    tags = [tag] if tag else []
+    for extra in request.query.getall("tag", []):
+        if not is_valid_tag(extra):
+            raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": extra[:200]})
+        tags.append(extra)
+    descriptor = referrer_descriptor(parsed, digest, len(body)) if parsed.subject else None
+    await st.put_manifest(name, body, parsed.media_type, digest, tags, parsed.subject, descriptor)
+    headers = {
+        "Location": f"/v2/{name}/manifests/{digest}",
+        "Docker-Content-Digest": str(digest),
+        "Content-Length": "0",
+    }
+    if parsed.subject:
+        headers["OCI-Subject"] = parsed.subject["digest"]
+    return web.Response(status=201, headers=headers)
+
+
+async def delete_manifest(request: web.Request) -> web.StreamResponse:
+    name = repo_name(request)
+    if not request.app[SETTINGS].delete_enabled:
+        raise RegistryError("UNSUPPORTED", "deletion is disabled on this registry")
+    tag, digest = _reference(request)
+    st = store(request)
+    if digest is None:
+        assert tag is not None
+        await st.delete_tag(name, tag)
+    else:
+        await st.delete_manifest(name, digest)
+    return web.Response(status=202, headers={"Content-Length": "0"})

@@ -1,0 +1,143 @@
+"""The storage driver contract: a dumb, streaming, async key/value store.
+
+Keys are `/`-separated relative paths built only by trustreg itself (names and digests are validated
+before they become keys). Registry semantics (blobs, links, tags, uploads, trust data) live above the
+driver in `storage.registry_store`, written once for every driver.
+
+Rules every driver keeps:
+- `put`, `put_stream` and `move` are atomic: a reader sees the old object or the new one, never a torn
+  one, even if the process is killed mid-write.
+- Nothing is buffered whole in memory except objects read with `get` (small metadata only).
+- A missing key raises `PathNotFoundError`; an unreachable backend raises `StorageUnavailableError`.
+- Append objects (upload sessions) are written with `start_append`/`append` and become ordinary
+  objects after `finish_append`; their state lives in the backend, so another process sharing the same
+  backend can continue an append another one began.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+
+class StorageError(Exception):
+    """Base class of driver errors."""
+
+
+class PathNotFoundError(StorageError):
+    """The key does not exist."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"not found: {key}")
+        self.key = key
+
+
+class OffsetMismatchError(StorageError):
+    """An append did not start where the append object currently ends."""
+
+    def __init__(self, key: str, expected: int, actual: int) -> None:
+        super().__init__(f"append to {key} at offset {expected}, object has {actual} bytes")
+        self.expected = expected
+        self.actual = actual
+
+
+class StorageUnavailableError(StorageError):
+    """The backend cannot be reached or refused the operation for a reason not ours (503)."""
+
+
+class StorageFullError(StorageError):
+    """The backend has no space left (ENOSPC); nothing was half-written."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Size in bytes and last modification time (Unix seconds) of an object."""
+
+    size: int
+    modified: float
+
+
+class StorageDriver(abc.ABC):
+    """Async streaming key/value store. See the module docstring for the rules."""
+
+    name: str = "abstract"
+
+    # --- small objects -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def stat(self, key: str) -> Stat:
+        """Size and mtime of an object; raises PathNotFoundError."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes:
+        """Whole content of a small object; raises PathNotFoundError."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, data: bytes) -> None:
+        """Atomically create or replace an object with `data`."""
+
+    # --- streams -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Atomically create or replace an object from a stream; returns the bytes written."""
+
+    @abc.abstractmethod
+    def read_stream(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (default: to the end) from `offset`; raises PathNotFoundError when
+        iterated if the key does not exist."""
+
+    async def local_path(self, key: str) -> str | None:
+        """A filesystem path for sendfile, or None if the driver has none."""
+        return None
+
+    async def redirect_url(self, key: str) -> str | None:
+        """A short-lived URL clients may fetch the object from directly, or None."""
+        return None
+
+    # --- namespace -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list(self, prefix: str) -> list[str]:
+        """Sorted names of the direct children (objects and "directories") under `prefix`.
+        Returns [] when nothing exists under it."""
+
+    @abc.abstractmethod
+    def walk(self, prefix: str) -> AsyncIterator[str]:
+        """Every object key under `prefix`, recursively (for gc and check; order unspecified)."""
+
+    @abc.abstractmethod
+    async def move(self, src: str, dst: str) -> None:
+        """Atomically move an object, replacing `dst`; raises PathNotFoundError for `src`."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Delete an object, or everything under `key` as a prefix. Missing keys are not an error."""
+
+    # --- append objects (upload sessions) ------------------------------------------------------
+    @abc.abstractmethod
+    async def start_append(self, key: str) -> None:
+        """Create an empty append object."""
+
+    @abc.abstractmethod
+    async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
+        """Append a stream at `offset` (must equal the current size, else OffsetMismatchError);
+        returns the new size. Raises PathNotFoundError if no append object exists."""
+
+    @abc.abstractmethod
+    async def append_size(self, key: str) -> int:
+        """Bytes appended so far; raises PathNotFoundError if no append object exists."""
+
+    @abc.abstractmethod
+    async def finish_append(self, key: str) -> None:
+        """Turn the append object into an ordinary object at the same key (readable, movable)."""
+
+    @abc.abstractmethod
+    async def abort_append(self, key: str) -> None:
+        """Discard an append object and any backend state it holds. Missing is not an error."""
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def check(self) -> None:
+        """Raise StorageUnavailableError if the backend is not usable (called at start and by
+        readiness probes)."""
+
+    async def close(self) -> None:
+        """Release clients, pools and files."""

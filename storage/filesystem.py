@@ -1,0 +1,284 @@
+"""Filesystem storage driver: objects are files under a root directory.
+
+Atomic writes go to a temp file in the destination directory, are fsynced, then renamed over the
+destination (and the directory fsynced), so a killed process leaves the old or the new object. Blocking
+file I/O runs in the default thread pool; blob reads are served by sendfile through `local_path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import TypeVar
+
+from storage.base import (
+    OffsetMismatchError,
+    PathNotFoundError,
+    Stat,
+    StorageDriver,
+    StorageError,
+    StorageFullError,
+    StorageUnavailableError,
+)
+
+T = TypeVar("T")
+READ_CHUNK = 1 << 20
+TEMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemDriver(StorageDriver):
+    """Objects as files under `root`; see the module docstring."""
+
+    name = "filesystem"
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _path(self, key: str) -> str:
+        parts = [p for p in key.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise StorageError(f"invalid key: {key!r}")
+        path = os.path.join(self.root, *parts)
+        if path != self.root and not path.startswith(self.root + os.sep):
+            raise StorageError(f"key escapes the root: {key!r}")
+        return path
+
+    @staticmethod
+    async def _run(fn: Callable[..., T], *args: object) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        except OSError as e:
+            translated = _translate(e)
+            if translated is e:
+                raise
+            raise translated from e
+
+    def _temp_for(self, path: str) -> str:
+        return os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+
+    def _write_atomic(self, path: str, data: bytes) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = self._temp_for(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        _fsync_dir(os.path.dirname(path))
+
+    # --- small objects -------------------------------------------------------------------------
+    async def stat(self, key: str) -> Stat:
+        path = self._path(key)
+        try:
+            st = await self._run(os.stat, path)
+        except FileNotFoundError as e:
+            raise PathNotFoundError(key) from e
+        except NotADirectoryError as e:
+            raise PathNotFoundError(key) from e
+        if not os.path.isfile(path):
+            raise PathNotFoundError(key)
+        return Stat(size=st.st_size, modified=st.st_mtime)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+
+        def read() -> bytes:
+            with open(path, "rb") as f:
+                return f.read()
+
+        try:
+            return await self._run(read)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            raise PathNotFoundError(key) from e
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self._run(self._write_atomic, self._path(key), data)
+
+    # --- streams -------------------------------------------------------------------------------
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        path = self._path(key)
+        await self._run(os.makedirs, os.path.dirname(path), 0o777, True)
+        tmp = self._temp_for(path)
+        f = await self._run(open, tmp, "wb")
+        written = 0
+        try:
+            async for chunk in chunks:
+                await self._run(f.write, chunk)
+                written += len(chunk)
+            await self._run(_flush_and_sync, f)
+            f.close()
+            await self._run(os.replace, tmp, path)
+            await self._run(_fsync_dir, os.path.dirname(path))
+        except BaseException:
+            f.close()
+            _unlink_quietly(tmp)
+            raise
+        return written
+
+    async def read_stream(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            f = await self._run(open, path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            raise PathNotFoundError(key) from e
+        try:
+            if offset:
+                f.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await self._run(f.read, size)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            f.close()
+
+    async def local_path(self, key: str) -> str | None:
+        return self._path(key)
+
+    # --- namespace -----------------------------------------------------------------------------
+    async def list(self, prefix: str) -> list[str]:
+        path = self._path(prefix)
+
+        def listdir() -> list[str]:
+            try:
+                return sorted(n for n in os.listdir(path) if not n.startswith(TEMP_PREFIX))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+
+        return await self._run(listdir)
+
+    async def walk(self, prefix: str) -> AsyncIterator[str]:
+        base = self._path(prefix)
+
+        def collect() -> list[str]:
+            keys = []
+            for dirpath, _dirs, files in os.walk(base):
+                rel = os.path.relpath(dirpath, self.root)
+                for name in files:
+                    keys.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
+            return keys
+
+        for key in await self._run(collect):
+            yield key
+
+    async def move(self, src: str, dst: str) -> None:
+        s, d = self._path(src), self._path(dst)
+
+        def do_move() -> None:
+            os.makedirs(os.path.dirname(d), exist_ok=True)
+            os.replace(s, d)
+            _fsync_dir(os.path.dirname(d))
+
+        try:
+            await self._run(do_move)
+        except FileNotFoundError as e:
+            raise PathNotFoundError(src) from e
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+
+        def remove() -> None:
+            if os.path.isdir(path) and not os.path.islink(path):
+                # Rename first so a concurrent reader never sees a half-deleted tree.
+                doomed = self._temp_for(path)
+                try:
+                    os.rename(path, doomed)
+                except FileNotFoundError:
+                    return
+                shutil.rmtree(doomed, ignore_errors=True)
+            else:
+                _unlink_quietly(path)
+
+        await self._run(remove)
+
+    # --- append objects ------------------------------------------------------------------------
+    async def start_append(self, key: str) -> None:
+        path = self._path(key)
+
+        def create() -> None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                os.fsync(f.fileno())
+
+        await self._run(create)
+
+    async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
+        path = self._path(key)
+        try:
+            f = await self._run(open, path, "r+b")
+        except FileNotFoundError as e:
+            raise PathNotFoundError(key) from e
+        try:
+            size = f.seek(0, os.SEEK_END)
+            if size != offset:
+                raise OffsetMismatchError(key, offset, size)
+            try:
+                async for chunk in chunks:
+                    await self._run(f.write, chunk)
+                    size += len(chunk)
+                await self._run(_flush_and_sync, f)
+            except BaseException:
+                # Never leave a partial chunk behind: cut back to the last good size.
+                f.truncate(offset)
+                raise
+            return size
+        finally:
+            f.close()
+
+    async def append_size(self, key: str) -> int:
+        return (await self.stat(key)).size
+
+    async def finish_append(self, key: str) -> None:
+        await self.stat(key)
+
+    async def abort_append(self, key: str) -> None:
+        await self.delete(key)
+
+    async def check(self) -> None:
+        def probe() -> None:
+            os.makedirs(self.root, exist_ok=True)
+            if not os.access(self.root, os.W_OK):
+                raise StorageUnavailableError(f"storage root {self.root} is not writable")
+
+        await self._run(probe)
+
+
+def _flush_and_sync(f) -> None:  # type: ignore[no-untyped-def]
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _translate(e: OSError) -> Exception:
+    if e.errno == errno.ENOSPC:
+        return StorageFullError("no space left on the storage device")
+    if e.errno in (errno.EACCES, errno.EROFS, errno.EIO):
+        return StorageUnavailableError(f"storage error: {e.strerror}")
+    return e

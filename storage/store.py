@@ -1,0 +1,375 @@
+"""Registry semantics over any storage driver, written once.
+
+Layout (every name and digest is validated before it becomes a key):
+
+    blobs/<alg>/<hex[:2]>/<hex>/data                      content-addressed bytes (blobs and manifests)
+    repositories/<name>/_layers/<alg>/<hex>               link: the repository may see this blob
+    repositories/<name>/_manifests/revisions/<alg>/<hex>  link: JSON {"mediaType": ...}
+    repositories/<name>/_manifests/tags/<tag>             the digest the tag points at
+    repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>   JSON descriptor of a referrer
+    repositories/<name>/_uploads/<uuid>/data              append object of an upload session
+    repositories/<name>/_uploads/<uuid>/startedat         session creation time
+    index/repositories/<name with '/' as '+'>             catalog entry
+
+Repository path components cannot start with `_`, so `_layers` and friends never clash with names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+
+from storage.base import OffsetMismatchError, PathNotFoundError, StorageDriver
+from storage.references import Digest, validate_name, validate_tag
+
+HASH_CHUNK = 1 << 20
+
+
+class StoreError(Exception):
+    """Base of registry-semantic errors; `code` is the OCI error code the HTTP layer answers."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message: str, detail: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class BlobUnknownError(StoreError):
+    code = "BLOB_UNKNOWN"
+
+
+class ManifestUnknownError(StoreError):
+    code = "MANIFEST_UNKNOWN"
+
+
+class NameUnknownError(StoreError):
+    code = "NAME_UNKNOWN"
+
+
+class UploadUnknownError(StoreError):
+    code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class DigestMismatchError(StoreError):
+    code = "DIGEST_INVALID"
+
+
+class UploadRangeError(StoreError):
+    """A chunk does not start where the upload ends (416)."""
+
+    code = "BLOB_UPLOAD_INVALID"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+@dataclass
+class BlobInfo:
+    digest: Digest
+    size: int
+    key: str
+
+
+@dataclass
+class Manifest:
+    digest: Digest
+    media_type: str
+    body: bytes
+
+
+@dataclass
+class _HashState:
+    """In-process running hash of an upload; a cache, with re-reading the upload as fallback."""
+
+    size: int
+    hasher: hashlib._Hash
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def blob_key(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+
+
+def repo_key(name: str) -> str:
+    return f"repositories/{validate_name(name)}"
+
+
+class RegistryStore:
+    """Blobs, manifests, tags, uploads and referrers of every repository, on one driver."""
+
+    def __init__(self, driver: StorageDriver, manifest_cache_size: int = 4096) -> None:
+        self.driver = driver
+        self._hash_states: dict[str, _HashState] = {}
+        self._manifest_cache: OrderedDict[str, bytes] = OrderedDict()
+        self._manifest_cache_size = manifest_cache_size
+
+    # --- blobs ---------------------------------------------------------------------------------
+    async def blob_exists_globally(self, digest: Digest) -> int | None:
+        try:
+            return (await self.driver.stat(blob_key(digest))).size
+        except PathNotFoundError:
+            return None
+
+    async def stat_blob(self, name: str, digest: Digest) -> BlobInfo:
+        """The blob as this repository sees it; BlobUnknownError if not linked or missing."""
+        link = f"{repo_key(name)}/_layers/{digest.algorithm}/{digest.hex}"
+        try:
+            await self.driver.stat(link)
+            st = await self.driver.stat(blob_key(digest))
+        except PathNotFoundError as e:
+            raise BlobUnknownError(f"blob {digest} is not in repository {name}") from e
+        return BlobInfo(digest, st.size, blob_key(digest))
+
+    async def link_blob(self, name: str, digest: Digest) -> None:
+        await self.driver.put(f"{repo_key(name)}/_layers/{digest.algorithm}/{digest.hex}", str(digest).encode())
+        await self._index_repository(name)
+
+    async def delete_blob(self, name: str, digest: Digest) -> None:
+        await self.stat_blob(name, digest)
+        await self.driver.delete(f"{repo_key(name)}/_layers/{digest.algorithm}/{digest.hex}")
+
+    async def mount_blob(self, name: str, digest: Digest, source: str) -> BlobInfo | None:
+        """Link a blob of `source` into `name`; None if `source` does not have it."""
+        try:
+            info = await self.stat_blob(source, digest)
+        except BlobUnknownError:
+            return None
+        await self.link_blob(name, digest)
+        return info
+
+    def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self.driver.read_stream(info.key, offset, length)
+
+    # --- uploads -------------------------------------------------------------------------------
+    def _upload_key(self, name: str, upload_id: str) -> str:
+        try:
+            uuid.UUID(upload_id)
+        except ValueError as e:
+            raise UploadUnknownError(f"unknown upload {upload_id!r}") from e
+        return f"{repo_key(name)}/_uploads/{upload_id}"
+
+    async def start_upload(self, name: str) -> str:
+        upload_id = str(uuid.uuid4())
+        key = self._upload_key(name, upload_id)
+        await self.driver.put(f"{key}/startedat", json.dumps({"started": time.time()}).encode())
+        await self.driver.start_append(f"{key}/data")
+        self._hash_states[upload_id] = _HashState(0, hashlib.sha256())
+        return upload_id
+
+    async def upload_size(self, name: str, upload_id: str) -> int:
+        try:
+            return await self.driver.append_size(f"{self._upload_key(name, upload_id)}/data")
+        except PathNotFoundError as e:
+            raise UploadUnknownError(f"unknown upload {upload_id}") from e
+
+    async def append_upload(
+        self, name: str, upload_id: str, chunks: AsyncIterable[bytes], start: int | None = None
+    ) -> int:
+        """Append a chunk stream; `start` (from Content-Range) must equal the current size."""
+        key = f"{self._upload_key(name, upload_id)}/data"
+        size = await self.upload_size(name, upload_id)
+        if start is not None and start != size:
+            raise UploadRangeError(f"chunk starts at {start}, upload has {size} bytes", size)
+        state = self._hash_states.get(upload_id)
+        if state is not None and state.size != size:
+            state = None
+            self._hash_states.pop(upload_id, None)
+
+        async def hashed(it: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+            async for chunk in it:
+                if state is not None:
+                    state.hasher.update(chunk)
+                yield chunk
+
+        if state is not None:
+            async with state.lock:
+                try:
+                    new_size = await self.driver.append(key, hashed(chunks), size)
+                except BaseException:
+                    self._hash_states.pop(upload_id, None)
+                    raise
+                state.size = new_size
+        else:
+            try:
+                new_size = await self.driver.append(key, chunks, size)
+            except OffsetMismatchError as e:
+                raise UploadRangeError(str(e), e.actual) from e
+        return new_size
+
+    async def finish_upload(self, name: str, upload_id: str, expected: Digest) -> BlobInfo:
+        """Verify the upload against `expected` and place it as a blob linked into `name`."""
+        key = f"{self._upload_key(name, upload_id)}/data"
+        size = await self.upload_size(name, upload_id)
+        await self.driver.finish_append(key)
+        state = self._hash_states.pop(upload_id, None)
+        if state is not None and state.size == size and expected.algorithm == "sha256":
+            actual = state.hasher.hexdigest()
+        else:
+            hasher = expected.hasher()
+            async for chunk in self.driver.read_stream(key):
+                hasher.update(chunk)
+            actual = hasher.hexdigest()
+        if actual != expected.hex:
+            await self.cancel_upload(name, upload_id)
+            raise DigestMismatchError(
+                f"upload content has digest {expected.algorithm}:{actual}, not {expected}",
+                {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
+            )
+        if await self.blob_exists_globally(expected) is None:
+            await self.driver.move(key, blob_key(expected))
+        await self.driver.delete(self._upload_key(name, upload_id))
+        await self.link_blob(name, expected)
+        return BlobInfo(expected, size, blob_key(expected))
+
+    async def cancel_upload(self, name: str, upload_id: str) -> None:
+        key = self._upload_key(name, upload_id)
+        await self.upload_size(name, upload_id)
+        self._hash_states.pop(upload_id, None)
+        await self.driver.abort_append(f"{key}/data")
+        await self.driver.delete(key)
+
+    async def put_blob(self, name: str, chunks: AsyncIterable[bytes], expected: Digest) -> BlobInfo:
+        """Monolithic upload: stream, verify, place. Nothing is stored if the digest differs."""
+        upload_id = await self.start_upload(name)
+        try:
+            await self.append_upload(name, upload_id, chunks, 0)
+            return await self.finish_upload(name, upload_id, expected)
+        except BaseException:
+            try:
+                await self.cancel_upload(name, upload_id)
+            except UploadUnknownError:
+                pass
+            raise
+
+    # --- manifests -----------------------------------------------------------------------------
+    def _revision_key(self, name: str, digest: Digest) -> str:
+        return f"{repo_key(name)}/_manifests/revisions/{digest.algorithm}/{digest.hex}"
+
+    def _tag_key(self, name: str, tag: str) -> str:
+        return f"{repo_key(name)}/_manifests/tags/{validate_tag(tag)}"
+
+    async def manifest_media_type(self, name: str, digest: Digest) -> str:
+        try:
+            link = json.loads(await self.driver.get(self._revision_key(name, digest)))
+        except PathNotFoundError as e:
+            raise ManifestUnknownError(f"manifest {digest} is not in repository {name}") from e
+        return str(link["mediaType"])
+
+    async def has_manifest(self, name: str, digest: Digest) -> bool:
+        try:
+            await self.driver.stat(self._revision_key(name, digest))
+            return True
+        except PathNotFoundError:
+            return False
+
+    async def get_manifest(self, name: str, digest: Digest) -> Manifest:
+        media_type = await self.manifest_media_type(name, digest)
+        body = self._manifest_cache.get(str(digest))
+        if body is None:
+            try:
+                body = await self.driver.get(blob_key(digest))
+            except PathNotFoundError as e:
+                raise ManifestUnknownError(f"manifest {digest} content is missing") from e
+            self._remember_manifest(digest, body)
+        else:
+            self._manifest_cache.move_to_end(str(digest))
+        return Manifest(digest, media_type, body)
+
+    def _remember_manifest(self, digest: Digest, body: bytes) -> None:
+        self._manifest_cache[str(digest)] = body
+        if len(self._manifest_cache) > self._manifest_cache_size:
+            self._manifest_cache.popitem(last=False)
+
+    async def resolve_tag(self, name: str, tag: str) -> Digest:
+        try:
+            return Digest.parse((await self.driver.get(self._tag_key(name, tag))).decode())
+        except PathNotFoundError as e:
+            raise ManifestUnknownError(f"tag {tag} is not in repository {name}") from e
+
+    async def put_manifest(
+        self,
+        name: str,
+        body: bytes,
+        media_type: str,
+        digest: Digest,
+        tags: list[str],
+        subject: dict | None,
+        referrer_descriptor: dict | None,
+    ) -> None:
+        """Store a validated manifest: content, revision link, referrer entry, then tags (last, so a
+        tag never points at something not yet stored)."""
+        if await self.blob_exists_globally(digest) is None:
+            await self.driver.put(blob_key(digest), body)
+        self._remember_manifest(digest, body)
+        await self.driver.put(self._revision_key(name, digest), json.dumps({"mediaType": media_type}).encode())
+        if subject is not None and referrer_descriptor is not None:
+            subject_digest = Digest.parse(subject["digest"])
+            await self.driver.put(
+                self._referrer_key(name, subject_digest, digest), json.dumps(referrer_descriptor).encode()
+            )
+        for tag in tags:
+            await self.driver.put(self._tag_key(name, tag), str(digest).encode())
+        await self._index_repository(name)
+
+    async def delete_tag(self, name: str, tag: str) -> None:
+        await self.resolve_tag(name, tag)
+        await self.driver.delete(self._tag_key(name, tag))
+
+    async def delete_manifest(self, name: str, digest: Digest) -> None:
+        """Remove a manifest revision, every tag pointing at it and its referrer entry."""
+        await self.manifest_media_type(name, digest)
+        for tag in await self.list_tags(name):
+            try:
+                if await self.resolve_tag(name, tag) == digest:
+                    await self.driver.delete(self._tag_key(name, tag))
+            except ManifestUnknownError:
+                continue
+        try:
+            subject = json.loads((await self.get_manifest(name, digest)).body).get("subject")
+            if isinstance(subject, dict) and "digest" in subject:
+                await self.driver.delete(self._referrer_key(name, Digest.parse(subject["digest"]), digest))
+        except (ValueError, AttributeError, ManifestUnknownError):
+            pass
+        await self.driver.delete(self._revision_key(name, digest))
+
+    # --- tags, catalog, referrers --------------------------------------------------------------
+    async def repository_exists(self, name: str) -> bool:
+        return bool(await self.driver.list(repo_key(name)))
+
+    async def list_tags(self, name: str) -> list[str]:
+        return await self.driver.list(f"{repo_key(name)}/_manifests/tags")
+
+    async def catalog(self) -> list[str]:
+        return sorted(n.replace("+", "/") for n in await self.driver.list("index/repositories"))
+
+    async def _index_repository(self, name: str) -> None:
+        key = f"index/repositories/{validate_name(name).replace('/', '+')}"
+        try:
+            await self.driver.stat(key)
+        except PathNotFoundError:
+            await self.driver.put(key, name.encode())
+
+    def _referrer_key(self, name: str, subject: Digest, referrer: Digest) -> str:
+        return (
+            f"{repo_key(name)}/_referrers/{subject.algorithm}/{subject.hex}/"
+            f"{referrer.algorithm}-{referrer.hex}"
+        )
+
+    async def referrers(self, name: str, subject: Digest) -> list[dict]:
+        prefix = f"{repo_key(name)}/_referrers/{subject.algorithm}/{subject.hex}"
+        result = []
+        for entry in await self.driver.list(prefix):
+            try:
+                result.append(json.loads(await self.driver.get(f"{prefix}/{entry}")))
+            except PathNotFoundError:
+                continue
+        return result

@@ -1,0 +1,165 @@
+"""The storage driver contract: one suite, run against every driver (see conftest.DRIVERS)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from storage.base import OffsetMismatchError, PathNotFoundError, StorageDriver
+
+
+async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for p in parts:
+        yield p
+
+
+async def collect(it: AsyncIterator[bytes]) -> bytes:
+    return b"".join([c async for c in it])
+
+
+async def test_put_get_stat(driver: StorageDriver) -> None:
+    await driver.put("a/b/c", b"hello")
+    assert await driver.get("a/b/c") == b"hello"
+    st = await driver.stat("a/b/c")
+    assert st.size == 5 and st.modified > 0
+
+
+async def test_put_replaces(driver: StorageDriver) -> None:
+    await driver.put("k", b"one")
+    await driver.put("k", b"two!")
+    assert await driver.get("k") == b"two!"
+    assert (await driver.stat("k")).size == 4
+
+
+async def test_missing_raises(driver: StorageDriver) -> None:
+    with pytest.raises(PathNotFoundError):
+        await driver.get("nope")
+    with pytest.raises(PathNotFoundError):
+        await driver.stat("nope/deeper")
+    with pytest.raises(PathNotFoundError):
+        await collect(driver.read_stream("nope"))
+
+
+async def test_stat_of_prefix_is_not_found(driver: StorageDriver) -> None:
+    await driver.put("dir/file", b"x")
+    with pytest.raises(PathNotFoundError):
+        await driver.stat("dir")
+
+
+async def test_put_stream_and_ranges(driver: StorageDriver) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    n = await driver.put_stream("blob", chunks_of(data[:1000], data[1000:2_000_000], data[2_000_000:]))
+    assert n == len(data)
+    assert await collect(driver.read_stream("blob")) == data
+    assert await collect(driver.read_stream("blob", 5, 10)) == data[5:15]
+    assert await collect(driver.read_stream("blob", 2_500_000)) == data[2_500_000:]
+    assert await collect(driver.read_stream("blob", len(data) - 1, 100)) == data[-1:]
+
+
+async def test_put_stream_failure_leaves_old_object(driver: StorageDriver) -> None:
+    await driver.put("obj", b"old")
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"new partial"
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await driver.put_stream("obj", broken())
+    assert await driver.get("obj") == b"old"
+    assert await driver.list("") == ["obj"]
+
+
+async def test_list_children_sorted(driver: StorageDriver) -> None:
+    for key in ["p/b", "p/a/x", "p/a/y", "p/c/d/e", "q"]:
+        await driver.put(key, b"1")
+    assert await driver.list("p") == ["a", "b", "c"]
+    assert await driver.list("p/a") == ["x", "y"]
+    assert await driver.list("missing") == []
+
+
+async def test_walk(driver: StorageDriver) -> None:
+    for key in ["w/1", "w/x/2", "w/x/y/3", "other"]:
+        await driver.put(key, b"1")
+    assert sorted([k async for k in driver.walk("w")]) == ["w/1", "w/x/2", "w/x/y/3"]
+
+
+async def test_move(driver: StorageDriver) -> None:
+    await driver.put("src", b"data")
+    await driver.put("dst/x", b"old")
+    await driver.move("src", "dst/x")
+    assert await driver.get("dst/x") == b"data"
+    with pytest.raises(PathNotFoundError):
+        await driver.get("src")
+    with pytest.raises(PathNotFoundError):
+        await driver.move("src", "elsewhere")
+
+
+async def test_delete_object_and_prefix(driver: StorageDriver) -> None:
+    for key in ["d/1", "d/2/3", "keep"]:
+        await driver.put(key, b"1")
+    await driver.delete("d/1")
+    assert await driver.list("d") == ["2"]
+    await driver.delete("d")
+    assert await driver.list("d") == []
+    assert await driver.get("keep") == b"1"
+    await driver.delete("never-existed")
+
+
+async def test_append_lifecycle(driver: StorageDriver) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    await driver.start_append("up/data")
+    assert await driver.append_size("up/data") == 0
+    n = await driver.append("up/data", chunks_of(data[:100]), 0)
+    assert n == 100
+    n = await driver.append("up/data", chunks_of(data[100:1_000_000], data[1_000_000:]), 100)
+    assert n == len(data)
+    assert await driver.append_size("up/data") == len(data)
+    await driver.finish_append("up/data")
+    assert await collect(driver.read_stream("up/data")) == data
+    await driver.move("up/data", "final")
+    assert (await driver.stat("final")).size == len(data)
+
+
+async def test_append_wrong_offset(driver: StorageDriver) -> None:
+    await driver.start_append("u")
+    await driver.append("u", chunks_of(b"abc"), 0)
+    with pytest.raises(OffsetMismatchError):
+        await driver.append("u", chunks_of(b"def"), 1)
+    assert await driver.append_size("u") == 3
+
+
+async def test_append_missing(driver: StorageDriver) -> None:
+    with pytest.raises(PathNotFoundError):
+        await driver.append("none", chunks_of(b"x"), 0)
+    with pytest.raises(PathNotFoundError):
+        await driver.append_size("none")
+
+
+async def test_append_interrupted_keeps_previous_bytes(driver: StorageDriver) -> None:
+    await driver.start_append("i")
+    await driver.append("i", chunks_of(b"good"), 0)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"bad"
+        raise ConnectionResetError
+
+    with pytest.raises(ConnectionResetError):
+        await driver.append("i", broken(), 4)
+    assert await driver.append_size("i") == 4
+    await driver.finish_append("i")
+    assert await driver.get("i") == b"good"
+
+
+async def test_abort_append(driver: StorageDriver) -> None:
+    await driver.start_append("ab")
+    await driver.append("ab", chunks_of(b"x" * 10), 0)
+    await driver.abort_append("ab")
+    with pytest.raises(PathNotFoundError):
+        await driver.append_size("ab")
+    await driver.abort_append("ab")
+
+
+async def test_check(driver: StorageDriver) -> None:
+    await driver.check()
