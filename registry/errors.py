@@ -54,5 +54,5 @@ class RegistryError(Exception):
             status=self.status,
             body=json.dumps({"errors": [body]}).encode(),
             content_type="application/json",
-            headers=self.headers,
+            headers={k: v for k, v in self.headers.items() if k.lower() != "content-length"},
         )
