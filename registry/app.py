@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
+from registry import ops
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
+from registry.metrics import metrics_endpoint, metrics_middleware
 from registry.middleware import errors_middleware, request_id_middleware
 from storage.base import StorageDriver
 from storage.factory import create_driver
+from storage.instrumented import InstrumentedDriver
 from storage.store import RegistryStore
 
 log = logging.getLogger("trustreg")
@@ -53,14 +56,16 @@ def add_oci_routes(app: web.Application) -> None:
     r.add_delete(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.delete_upload)
 
 
-def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.Application:
+def create_app(
+    settings: Settings, driver: StorageDriver | None = None, config_path: str | None = None
+) -> web.Application:
     """Build the registry application; the driver defaults to the one the settings select."""
     app = web.Application(
-        middlewares=[request_id_middleware, errors_middleware, api_version_header],
+        middlewares=[request_id_middleware, metrics_middleware, errors_middleware, api_version_header],
         client_max_size=4 * 1024 * 1024,
     )
     app[SETTINGS] = settings
-    drv = driver or create_driver(settings.storage)
+    drv = InstrumentedDriver(driver or create_driver(settings.storage))
     app[DRIVER] = drv
     app[STORE] = RegistryStore(drv)
     app[AUTHORIZER] = AllowAll()
@@ -71,6 +76,8 @@ def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.A
         await drv.close()
 
     app.cleanup_ctx.append(storage_lifetime)
+    ops.setup(app, config_path)
+    app.router.add_get("/metrics", metrics_endpoint)
     try:
         from registry import notary_api
     except ImportError:  # the trust server is optional while it is being built

@@ -50,9 +50,13 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, config_path: str | None = None, argv: list[str] | None = None) -> int:
     from registry.app import create_app
     from registry.middleware import RequestLogger
+    from registry.workers import is_worker, supervise
+
+    if settings.workers > 1 and not is_worker():
+        return supervise(settings.workers, argv or ["serve"])
 
     try:
         import uvloop
@@ -61,7 +65,7 @@ def serve(settings: Settings) -> int:
     except ImportError:
         pass
     ctx = ssl_context(settings)
-    app = create_app(settings)
+    app = create_app(settings, config_path=config_path)
     scheme = "https" if ctx else "http"
     logging.getLogger("trustreg").info("trustreg listening on %s://%s", scheme, settings.addr)
     web.run_app(
@@ -74,6 +78,35 @@ def serve(settings: Settings) -> int:
         print=None,
         shutdown_timeout=30,
         handler_cancellation=True,
+        reuse_port=settings.workers > 1,
+    )
+    return 0
+
+
+async def run_gc(settings: Settings, dry_run: bool, delete_untagged: bool, grace: float) -> int:
+    from storage.factory import create_driver
+    from storage.gc import collect_garbage
+    from storage.store import RegistryStore
+
+    driver = create_driver(settings.storage)
+    try:
+        await driver.check()
+        report = await collect_garbage(
+            RegistryStore(driver), dry_run=dry_run, delete_untagged=delete_untagged, grace=grace
+        )
+    finally:
+        await driver.close()
+    verb = "would remove" if dry_run else "removed"
+    for repo, digest in report.manifests:
+        print(f"{verb} manifest {repo}@{digest}")
+    for digest, size in report.blobs:
+        print(f"{verb} blob {digest} ({size} bytes)")
+    for repo, upload_id in report.uploads:
+        print(f"{verb} upload session {repo} {upload_id}")
+    print(
+        f"{len(report.blobs)} blobs, {len(report.manifests)} manifests, {len(report.uploads)} upload sessions; "
+        f"{report.bytes_freed} bytes {'would be ' if dry_run else ''}freed; "
+        f"{report.kept_young} unreferenced blobs younger than the grace period kept"
     )
     return 0
 
@@ -84,15 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run the registry")
     p_serve.add_argument("--config", help="YAML configuration file")
     p_serve.add_argument("--log-format", choices=["text", "json"], help="override log.format")
+    p_gc = sub.add_parser("gc", help="remove unreferenced blobs (online: safe while serving)")
+    p_gc.add_argument("--config", help="YAML configuration file")
+    p_gc.add_argument("--dry-run", action="store_true", help="list what would be removed, change nothing")
+    p_gc.add_argument("--delete-untagged", action="store_true", help="also remove manifests no tag reaches")
+    p_gc.add_argument("--grace", type=float, default=3600.0,
+                      help="seconds during which new or re-referenced content is never removed (default 3600)")
     args = parser.parse_args(argv)
 
     try:
         settings = load_settings(args.config)
-        if getattr(args, "log_format", None):
+        if getattr(args, "log_format", None):  # serve only
             settings.log_format = args.log_format
         setup_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
-            return serve(settings)
+            return serve(settings, args.config, argv if argv is not None else sys.argv[1:])
+        if args.command == "gc":
+            return asyncio.run(run_gc(settings, args.dry_run, args.delete_untagged, args.grace))
     except ConfigError as e:
         print(f"trustreg: {e}", file=sys.stderr)
         return 2

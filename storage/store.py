@@ -8,7 +8,7 @@ Layout (every name and digest is validated before it becomes a key):
     repositories/<name>/_manifests/tags/<tag>             the digest the tag points at
     repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>   JSON descriptor of a referrer
     repositories/<name>/_uploads/<uuid>/data              append object of an upload session
-    repositories/<name>/_uploads/<uuid>/startedat         session creation time
+    uploads/<uuid>                                        session index: {"repository", "started"}
     index/repositories/<name with '/' as '+'>             catalog entry
 
 Repository path components cannot start with `_`, so `_layers` and friends never clash with names.
@@ -52,6 +52,10 @@ class ManifestUnknownError(StoreError):
 
 class NameUnknownError(StoreError):
     code = "NAME_UNKNOWN"
+
+
+class ManifestBlobUnknownError(StoreError):
+    code = "MANIFEST_BLOB_UNKNOWN"
 
 
 class UploadUnknownError(StoreError):
@@ -99,6 +103,12 @@ def blob_key(digest: Digest) -> str:
     return f"blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
 
 
+def blob_ref_key(digest: Digest) -> str:
+    """Marker rewritten whenever a manifest push references the blob: the garbage collector never
+    sweeps a blob whose marker is younger than its grace period."""
+    return f"blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/ref"
+
+
 def repo_key(name: str) -> str:
     return f"repositories/{validate_name(name)}"
 
@@ -106,11 +116,12 @@ def repo_key(name: str) -> str:
 class RegistryStore:
     """Blobs, manifests, tags, uploads and referrers of every repository, on one driver."""
 
-    def __init__(self, driver: StorageDriver, manifest_cache_size: int = 4096) -> None:
+    def __init__(self, driver: StorageDriver, manifest_cache_size: int = 4096, gc_grace: float = 3600) -> None:
         self.driver = driver
         self._hash_states: dict[str, _HashState] = {}
         self._manifest_cache: OrderedDict[str, bytes] = OrderedDict()
         self._manifest_cache_size = manifest_cache_size
+        self.gc_grace = gc_grace
 
     # --- blobs ---------------------------------------------------------------------------------
     async def blob_exists_globally(self, digest: Digest) -> int | None:
@@ -160,7 +171,8 @@ class RegistryStore:
     async def start_upload(self, name: str) -> str:
         upload_id = str(uuid.uuid4())
         key = self._upload_key(name, upload_id)
-        await self.driver.put(f"{key}/startedat", json.dumps({"started": time.time()}).encode())
+        record = {"repository": name, "started": time.time()}
+        await self.driver.put(f"uploads/{upload_id}", json.dumps(record).encode())
         await self.driver.start_append(f"{key}/data")
         self._hash_states[upload_id] = _HashState(0, hashlib.sha256())
         return upload_id
@@ -227,6 +239,7 @@ class RegistryStore:
         if await self.blob_exists_globally(expected) is None:
             await self.driver.move(key, blob_key(expected))
         await self.driver.delete(self._upload_key(name, upload_id))
+        await self.driver.delete(f"uploads/{upload_id}")
         await self.link_blob(name, expected)
         return BlobInfo(expected, size, blob_key(expected))
 
@@ -236,6 +249,7 @@ class RegistryStore:
         self._hash_states.pop(upload_id, None)
         await self.driver.abort_append(f"{key}/data")
         await self.driver.delete(key)
+        await self.driver.delete(f"uploads/{upload_id}")
 
     async def put_blob(self, name: str, chunks: AsyncIterable[bytes], expected: Digest) -> BlobInfo:
         """Monolithic upload: stream, verify, place. Nothing is stored if the digest differs."""
@@ -251,6 +265,33 @@ class RegistryStore:
             raise
 
     # --- manifests -----------------------------------------------------------------------------
+    async def _mark_referenced(self, digest: Digest) -> None:
+        key = blob_ref_key(digest)
+        try:
+            fresh = time.time() - (await self.driver.stat(key)).modified < self.gc_grace / 2
+        except PathNotFoundError:
+            fresh = False
+        if not fresh:
+            await self.driver.put(key, b"")
+
+    async def check_references(self, name: str, blobs: list[Digest], children: list[Digest]) -> None:
+        """Every blob and child manifest a manifest references must be in the repository.
+        Blob markers are refreshed first, so a concurrent garbage collection either keeps the blobs
+        or this check fails cleanly (see storage.gc)."""
+        await asyncio.gather(*(self._mark_referenced(d) for d in blobs))
+        results = await asyncio.gather(*(self.stat_blob(name, d) for d in blobs), return_exceptions=True)
+        for digest, result in zip(blobs, results, strict=True):
+            if isinstance(result, BlobUnknownError):
+                raise ManifestBlobUnknownError(f"blob {digest} is not in repository {name}", {"digest": str(digest)})
+            if isinstance(result, BaseException):
+                raise result
+        present = await asyncio.gather(*(self.has_manifest(name, d) for d in children))
+        for digest, ok in zip(children, present, strict=True):
+            if not ok:
+                raise ManifestBlobUnknownError(
+                    f"manifest {digest} is not in repository {name}", {"digest": str(digest)}
+                )
+
     def _revision_key(self, name: str, digest: Digest) -> str:
         return f"{repo_key(name)}/_manifests/revisions/{digest.algorithm}/{digest.hex}"
 

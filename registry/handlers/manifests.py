@@ -8,7 +8,7 @@ from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
 from storage.references import Digest, is_digest, is_valid_tag
-from storage.store import BlobUnknownError, Manifest, RegistryStore
+from storage.store import Manifest, RegistryStore
 
 MANIFEST_GATE = web.AppKey("manifest_gate", object)
 
@@ -78,16 +78,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
         parsed = parse_manifest(body, request.headers.get("Content-Type"))
     except ManifestInvalidError as e:
         raise RegistryError("MANIFEST_INVALID", str(e)) from e
-    for blob in parsed.blobs:
-        try:
-            await st.stat_blob(name, blob)
-        except BlobUnknownError as e:
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", f"blob {blob} is not in repository {name}",
-                                {"digest": str(blob)}) from e
-    for child in parsed.children:
-        if not await st.has_manifest(name, child):
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", f"manifest {child} is not in repository {name}",
-                                {"digest": str(child)})
+    await st.check_references(name, parsed.blobs, parsed.children)
     tags = [tag] if tag else []
     for extra in request.query.getall("tag", []):
         if not is_valid_tag(extra):

@@ -1,0 +1,60 @@
+"""Prometheus metrics: the middleware that counts requests, and the `/metrics` endpoint.
+
+Metric objects are module-level (one set per process). With `http.workers > 1` each worker keeps
+its own counters; scrape each worker or run one worker per container.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+REQUESTS = Counter("trustreg_http_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram(
+    "trustreg_http_request_duration_seconds",
+    "Time to answer a request (headers and body)",
+    ["route", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+BYTES_IN = Counter("trustreg_http_received_bytes_total", "Request body bytes received", ["route"])
+BYTES_OUT = Counter("trustreg_http_sent_bytes_total", "Response bytes sent", ["route"])
+UPLOADS_OPEN = Gauge("trustreg_upload_sessions_open", "Upload sessions started and not yet finished in this process")
+TRUST_DECISIONS = Counter(
+    "trustreg_content_trust_decisions_total", "Content-trust gate decisions", ["result", "reason"]
+)
+VERIFIER_CACHE = Counter("trustreg_verifier_cache_total", "Trust verification cache lookups", ["result"])
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def route_label(request: web.Request) -> str:
+    """The matched route's template (low cardinality), e.g. `/v2/{name}/manifests/{reference}`."""
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    route = route_label(request)
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        REQUESTS.labels(route, request.method, str(status)).inc()
+        LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        if request.content_length:
+            BYTES_IN.labels(route).inc(request.content_length)
+
+
+async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
