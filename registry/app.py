@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import ops
+from registry import auth, ops
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
 from registry.metrics import metrics_endpoint, metrics_middleware
 from registry.middleware import errors_middleware, request_id_middleware
+from registry.server import IN_FLIGHT, in_flight_middleware
 from storage.base import StorageDriver
 from storage.factory import create_driver
 from storage.instrumented import InstrumentedDriver
@@ -61,10 +62,17 @@ def create_app(
 ) -> web.Application:
     """Build the registry application; the driver defaults to the one the settings select."""
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, errors_middleware, api_version_header],
+        middlewares=[
+            in_flight_middleware,
+            request_id_middleware,
+            metrics_middleware,
+            errors_middleware,
+            api_version_header,
+        ],
         client_max_size=4 * 1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[IN_FLIGHT] = [0]
     drv = InstrumentedDriver(driver or create_driver(settings.storage))
     app[DRIVER] = drv
     app[STORE] = RegistryStore(drv)
@@ -77,6 +85,7 @@ def create_app(
 
     app.cleanup_ctx.append(storage_lifetime)
     ops.setup(app, config_path)
+    auth.setup(app, settings)
     app.router.add_get("/metrics", metrics_endpoint)
     try:
         from registry import notary_api

@@ -9,8 +9,6 @@ import logging
 import ssl
 import sys
 
-from aiohttp import web
-
 from config.loader import ConfigError, Settings, load_settings
 
 
@@ -52,7 +50,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 def serve(settings: Settings, config_path: str | None = None, argv: list[str] | None = None) -> int:
     from registry.app import create_app
-    from registry.middleware import RequestLogger
+    from registry.server import serve_until_signalled
     from registry.workers import is_worker, supervise
 
     if settings.workers > 1 and not is_worker():
@@ -61,25 +59,12 @@ def serve(settings: Settings, config_path: str | None = None, argv: list[str] | 
     try:
         import uvloop
 
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # type: ignore[attr-defined]
     except ImportError:
         pass
     ctx = ssl_context(settings)
     app = create_app(settings, config_path=config_path)
-    scheme = "https" if ctx else "http"
-    logging.getLogger("trustreg").info("trustreg listening on %s://%s", scheme, settings.addr)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_context=ctx,
-        access_log_class=RequestLogger,
-        access_log=logging.getLogger("trustreg.access"),
-        print=None,
-        shutdown_timeout=30,
-        handler_cancellation=True,
-        reuse_port=settings.workers > 1,
-    )
+    asyncio.run(serve_until_signalled(app, settings.host, settings.port, ctx, reuse_port=settings.workers > 1))
     return 0
 
 

@@ -257,9 +257,14 @@ class FilesystemDriver(StorageDriver):
 
     async def check(self) -> None:
         def probe() -> None:
-            os.makedirs(self.root, exist_ok=True)
-            if not os.access(self.root, os.W_OK):
-                raise StorageUnavailableError(f"storage root {self.root} is not writable")
+            try:
+                os.makedirs(self.root, exist_ok=True)
+                path = os.path.join(self.root, f"{TEMP_PREFIX}probe-{uuid.uuid4().hex}")
+                with open(path, "wb"):
+                    pass
+                os.unlink(path)
+            except OSError as e:
+                raise StorageUnavailableError(f"storage root {self.root} is not usable: {e.strerror}") from e
 
         await self._run(probe)
 

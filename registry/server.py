@@ -1,0 +1,68 @@
+"""Running the app: listen, and on SIGTERM/SIGINT stop accepting, drain in-flight requests (bounded),
+then close. (aiohttp's own shutdown stops reading request bodies at once, which would cut off uploads
+in progress; draining first lets them finish.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from registry.middleware import RequestLogger
+
+log = logging.getLogger("trustreg")
+IN_FLIGHT = web.AppKey("in_flight", list)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests whose handlers are running (reading bodies, streaming responses)."""
+    counter = request.app[IN_FLIGHT]
+    counter[0] += 1
+    try:
+        return await handler(request)
+    finally:
+        counter[0] -= 1
+
+
+async def serve_until_signalled(
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    reuse_port: bool,
+    drain_timeout: float = 30.0,
+) -> None:
+    runner = web.AppRunner(
+        app,
+        access_log_class=RequestLogger,
+        access_log=logging.getLogger("trustreg.access"),
+        handle_signals=False,
+        handler_cancellation=True,
+        shutdown_timeout=drain_timeout,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port, backlog=1024)
+    await site.start()
+    scheme = "https" if ssl_context else "http"
+    log.info("trustreg listening on %s://%s:%d", scheme, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("stopping: no new connections; draining %d in-flight requests", app[IN_FLIGHT][0])
+        await site.stop()
+        deadline = time.monotonic() + drain_timeout
+        while app[IN_FLIGHT][0] > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
