@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.config)
+        if args.config is None:
+            # `trustreg serve` with no configuration is a local development registry: its trust keys
+            # are encrypted with the public development passphrase unless the variable is set.
+            settings.raw.setdefault("trust", {}).setdefault("keys", {}).setdefault("insecure_dev_passphrase", True)
         if getattr(args, "log_format", None):  # serve only
             settings.log_format = args.log_format
         setup_logging(settings.log_level, settings.log_format)

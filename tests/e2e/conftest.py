@@ -105,7 +105,7 @@ def start_server(workdir: Path, config: dict[str, Any], env: dict[str, str] | No
         cwd=REPO,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "TRUSTREG_TRUST_PASSPHRASE": "e2e-test-passphrase", **(env or {})},
     )
     server = Server(port, proc, workdir, config_path, log_path, "https" if "tls" in config["http"] else "http")
     try:

@@ -22,8 +22,16 @@ async def test_healthz_and_readyz(client: TestClient) -> None:
     assert resp.status == 200 and (await resp.json())["status"] == "ready"
 
 
-async def test_readyz_reports_unreachable_storage(registry, tmp_path) -> None:
+async def test_readyz_reports_unreachable_storage(registry, make_driver, tmp_path) -> None:
     client = await registry()
+    if make_driver.kind == "s3":
+        from tests.s3server import client as s3_client
+
+        s3_client(make_driver.config["endpoint_url"]).delete_bucket(Bucket=make_driver.config["bucket"])
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert "bucket" in (await resp.json())["storage"].lower()
+        return
     root = tmp_path / "data"
     root.chmod(0o500)  # not writable: the driver's check fails
     try:
