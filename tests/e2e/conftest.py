@@ -195,3 +195,4 @@ def dockerd() -> Iterator[Dockerd]:
     except subprocess.TimeoutExpired:
         proc.kill()
     shutil.rmtree(root, ignore_errors=True)
+
