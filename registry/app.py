@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import auth, ops
+from registry import auth, enforcement, notary_api, ops
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
@@ -87,11 +87,11 @@ def create_app(
     ops.setup(app, config_path)
     auth.setup(app, settings)
     app.router.add_get("/metrics", metrics_endpoint)
-    try:
-        from registry import notary_api
-    except ImportError:  # the trust server is optional while it is being built
-        notary_api = None  # type: ignore[assignment]
-    if notary_api is not None and settings.raw.get("trust", {}).get("enabled", True):
-        notary_api.setup(app)
+    notary = None
+    if settings.raw.get("trust", {}).get("enabled", True):
+        notary = notary_api.setup(app)
+    gate = enforcement.setup(app, notary)
+    if notary is not None:
+        notary.add_listener(gate.invalidate)
     add_oci_routes(app)
     return app

@@ -6,7 +6,8 @@
   when the principal is known and the roles refuse.
 - Tokens grant the intersection of what was asked and what the roles allow, naming repositories
   (a notary GUN scope is mapped to its repository), and are re-checked against the roles on every
-  request, so a reload that removes a member takes effect at once.
+  request, so a reload that removes a member takes effect at once. What anyone may do (pull from a
+  public project) needs no token, as in Basic mode.
 - `reload()` re-reads the htpasswd file and the roles; a bad file keeps the previous state.
 """
 
@@ -181,6 +182,8 @@ class AuthService:
             if not self.policy.is_admin(principal):
                 raise denied(req)
             return
+        if req.actions <= self.policy.actions(None, req.repository):
+            return  # what anyone may do (public pulls) needs no token
         roles_ok = req.actions <= self.policy.actions(principal, req.repository)
         if not roles_ok and principal is not None:
             raise denied(req)
@@ -211,7 +214,9 @@ class AuthService:
         """Names of this server: configured, the listen address, and the Host the client used."""
         names = {*self.server_names, self._addr, "localhost"}
         if request_host:
-            names |= {request_host, request_host.rsplit(":", 1)[0] if not request_host.endswith("]") else request_host}
+            names.add(request_host)
+            if not request_host.endswith("]"):  # also the host without its port (not for a bare [v6])
+                names.add(request_host.rsplit(":", 1)[0])
         return {n.lower() for n in names}
 
     def grant(self, principal: str | None, requested: Iterable[Access], hosts: Iterable[str]) -> list[Access]:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -86,6 +87,10 @@ def wait_ready(server: Server, timeout: float = 20) -> None:
             with urllib.request.urlopen(f"{server.url}/v2/", timeout=2, context=ctx) as resp:
                 if resp.status == 200:
                     return
+        except urllib.error.HTTPError as e:
+            if e.code == 401:  # authentication configured: the server answers
+                return
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"trustreg did not become ready:\n{server.log()}")

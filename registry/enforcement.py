@@ -1,0 +1,75 @@
+"""Wires the content-trust gate (trust.gate) into manifest GET/HEAD: refusals become 412 DENIED."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from config.loader import Settings
+from registry.access import AUTHORIZER, PRINCIPAL
+from registry.errors import RegistryError
+from registry.handlers.common import SETTINGS, STORE
+from registry.handlers.manifests import MANIFEST_GATE
+from registry.metrics import TRUST_DECISIONS, VERIFIER_CACHE
+from registry.ops import on_reload
+from storage.store import Manifest
+from trust.collection import StoredTrustData
+from trust.gate import ContentTrustGate, TrustDataSource
+from trust.policy import Policy, PolicyHolder
+
+log = logging.getLogger("trustreg.trust.gate")
+GATE = web.AppKey("content_trust_gate", ContentTrustGate)
+POLICY = web.AppKey("policy", PolicyHolder)
+
+
+class NoTrustServer:
+    """Trust source when the trust server is disabled: nothing is signed (enforcement fails closed)."""
+
+    async def current_etag(self, repository: str) -> str | None:
+        return None
+
+    async def load(self, repository: str) -> tuple[str, StoredTrustData] | None:
+        return None
+
+
+def _reason_label(reason: str) -> str:
+    return reason.split(":", 1)[0] if reason else "signed"
+
+
+def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustGate:
+    """Create the policy and the gate, hook them into manifest reads and configuration reloads."""
+    holder = PolicyHolder(Policy.from_config(app[SETTINGS].raw))
+    gate = ContentTrustGate(
+        app[STORE], source or NoTrustServer(), holder,
+        on_cache=lambda hit: VERIFIER_CACHE.labels("hit" if hit else "miss").inc(),
+    )
+    app[POLICY] = holder
+    app[GATE] = gate
+
+    def reload(settings: Settings) -> None:
+        holder.reload(settings.raw)
+
+    on_reload(app, reload)
+
+    async def check(request: web.Request, name: str, tag: str | None, manifest: Manifest) -> None:
+        if gate.enforced(name) is None:
+            return
+        principal = request.get(PRINCIPAL)
+        push_holder_head = (
+            request.method == "HEAD"
+            and principal is not None
+            and await request.app[AUTHORIZER].allowed(request, name, "push")
+        )
+        verdict = await gate.decide(name, tag, manifest, push_holder_head=push_holder_head)
+        TRUST_DECISIONS.labels("served" if verdict.served else "refused", _reason_label(verdict.reason)).inc()
+        if verdict.served:
+            return
+        log.warning(
+            "content trust refused %s %s:%s (%s) for %s: %s",
+            request.method, name, tag or manifest.digest, manifest.digest, principal or "anonymous", verdict.reason,
+        )
+        raise RegistryError("DENIED", verdict.message, verdict.detail, status=412)
+
+    app[MANIFEST_GATE] = check
+    return gate
