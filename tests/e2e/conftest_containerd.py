@@ -41,6 +41,8 @@ state = "{root}/state"
   sandbox_image = "registry.invalid/pause:3.6"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "native"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{root}/certs.d"
 """
 
 
@@ -63,8 +65,61 @@ class Containerd:
             raise AssertionError(f"ctr {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
+    @property
+    def hosts_dir(self) -> Path:
+        """The hosts directory (`ctr --hosts-dir`, and the CRI plugin's registry config_path)."""
+        return self.root / "certs.d"
+
+    def trust_registry(self, addr: str) -> None:
+        """Talk https to `addr` without verifying its throwaway certificate."""
+        d = self.hosts_dir / addr
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts.toml").write_text(
+            f'server = "https://{addr}"\n\n[host."https://{addr}"]\n  capabilities = ["pull", "resolve", "push"]\n'
+            "  skip_verify = true\n"
+        )
+
+    def cri_pull(self, image: str, timeout: float = 300) -> str:
+        """What the kubelet does: CRI `runtime.v1.ImageService/PullImage`; returns the image ref.
+
+        The two messages are tiny, so they are encoded by hand (protobuf wire format) instead of
+        generating stubs: PullImageRequest{image: ImageSpec{image: string}} -> PullImageResponse{
+        image_ref: string}. Raises grpc.RpcError on failure."""
+        import grpc
+
+        def field(number: int, payload: bytes) -> bytes:
+            return bytes([(number << 3) | 2]) + _varint(len(payload)) + payload
+
+        request = field(1, field(1, image.encode()))
+        with grpc.insecure_channel(f"unix://{self.sock}") as channel:
+            pull = channel.unary_unary("/runtime.v1.ImageService/PullImage")
+            response = pull(request, timeout=timeout, metadata=[("containerd-namespace", "k8s.io")])
+        assert response[:1] == b"\x0a", response
+        length, pos = _read_varint(response, 1)
+        return response[pos:pos + length].decode()
+
     def log(self) -> str:
         return (self.root / "containerd.log").read_text(errors="replace")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return result, pos
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +129,7 @@ def containerd() -> Iterator[Containerd]:
     root = Path(tempfile.mkdtemp(prefix="trustreg-ctrd-", dir="/tmp"))
     sock = root / "c.sock"
     (root / "config.toml").write_text(CONFIG.format(root=root, sock=sock))
+    (root / "certs.d").mkdir()
     proc = subprocess.Popen(
         ["containerd", "--config", str(root / "config.toml")],
         stdout=(root / "containerd.log").open("wb"),
