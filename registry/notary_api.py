@@ -11,7 +11,7 @@ the service and write exactly what notary-server writes (clients accept only 200
 
 A GUN is `<server name>/<repository>`. With `trust.server_names` configured, only those names are
 accepted; without, the defaults (the `http.addr` host:port, localhost:<port>, 127.0.0.1:<port> when
-listening on every address) and any host-like name, exactly as the auth scopes map GUNs.
+listening on every address) and the host:port of the request itself; other GUNs are refused.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 
 from config.loader import ConfigError, Settings
-from registry.auth.scope import repository_for_gun
 from registry.handlers.common import DRIVER, SETTINGS
 from storage.references import is_valid_name
 from trust.server import NotaryError, NotaryService
@@ -76,20 +75,18 @@ def key_passphrase(settings: Settings) -> str:
     )
 
 
-def gun_repository(gun: str, names: tuple[str, ...], strict: bool) -> str:
+def gun_repository(gun: str, names: tuple[str, ...], strict: bool, request_host: str = "") -> str:
     """The repository of GUN `<server name>/<repository>`; INVALID_GUN for any other GUN.
 
-    `strict` (server names configured): the server name must be one of `names`. Otherwise, as in
-    `registry.auth.scope.repository_for_gun`, any host-like first component (with ':' or '.', or
-    `localhost`) is accepted too, so the registry works behind port mappings without configuration.
+    The server name must be one of `names` (`trust.server_names`, or the defaults); without configured
+    names, the host:port the client reached this request with is one of them too (so the registry works
+    behind a port mapping without configuration). Other GUNs are refused.
     """
-    repository = repository_for_gun(gun, names) if not strict else ""
+    accepted = set(names) if strict else {*names, request_host.lower()}
     first, sep, rest = gun.partition("/")
-    if strict and sep and first.lower() in names:
-        repository = rest
-    if not repository or repository == gun or not is_valid_name(repository):
+    if not sep or first.lower() not in accepted or not is_valid_name(rest):
         raise NotaryError("INVALID_GUN", f"{gun} is not <server name>/<repository> for this registry")
-    return repository
+    return rest
 
 
 def setup(app: web.Application) -> NotaryService:
@@ -144,7 +141,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     gun = request.match_info["gun"]
     path = request.match_info["path"]
     try:
-        repository = gun_repository(gun, request.app[SERVER_NAMES], request.app[STRICT_NAMES])
+        repository = gun_repository(gun, request.app[SERVER_NAMES], request.app[STRICT_NAMES], request.host)
         if request.method == "GET":
             return await _get(service, repository, gun, path)
         if request.method == "POST" and path == "":

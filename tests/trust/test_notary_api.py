@@ -166,6 +166,9 @@ def test_gun_mapping() -> None:
         with pytest.raises(NotaryError) as info:
             gun_repository(gun, names, strict=True)
         assert info.value.code == "INVALID_GUN"
-    assert gun_repository("127.0.0.1:9999/a/b", names, strict=False) == "a/b"
-    with pytest.raises(NotaryError):
-        gun_repository("library/alpine", names, strict=False)
+    # Without configured names, the host:port the request came in on is accepted too; nothing else.
+    assert gun_repository("127.0.0.1:9999/a/b", names, strict=False, request_host="127.0.0.1:9999") == "a/b"
+    assert gun_repository("localhost:5000/a", names, strict=False, request_host="127.0.0.1:9999") == "a"
+    for gun in ("127.0.0.1:9999/a/b", "library/alpine", "evil.example.com/a"):
+        with pytest.raises(NotaryError):
+            gun_repository(gun, names, strict=False, request_host="127.0.0.1:1234")
