@@ -177,3 +177,14 @@ def test_containerd_and_cri(secure: Server, certs: Path, containerd: Containerd,
     with pytest.raises(grpc.RpcError) as err:
         containerd.cri_pull(f"{repo}:unsigned")
     assert "412" in str(err.value.details()), err.value.details()
+
+
+def test_notary_cli_harness(secure: Server, certs: Path) -> None:
+    """init, publish, add/addhash, list/lookup/verify, remove, server-managed snapshot key,
+    `targets/releases` delegation, a fresh client (TOFU), delete --remote: all over TLS."""
+    require("notary", "openssl", "curl")
+    from tests.e2e.test_clients import run_harness
+
+    line = run_harness("notary-check.sh", secure.url, str(certs / "ca.crt"), f"{secure.addr}/library/alpine")
+    passed, total = line.rsplit(" ", 3)[-3].split("/")
+    assert passed == total
