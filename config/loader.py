@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -104,15 +106,44 @@ def parse_settings(data: dict[str, Any] | None) -> Settings:
     return settings
 
 
-def load_settings(path: str | None) -> Settings:
-    """Read a YAML config file (None: all defaults)."""
-    if path is None:
-        return parse_settings({})
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"config error: cannot read {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config error: {path} is not valid YAML: {e}") from e
-    return parse_settings(data)
+ENV_PREFIX = "TRUSTREG__"
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Override keys from the environment: `TRUSTREG__HTTP__ADDR=0.0.0.0:5000` sets `http.addr`
+    (each value is read as a YAML scalar, so `true` and `8` get their types). Validated like the file."""
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        try:
+            node[path[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config error at {'.'.join(path)} (from {name}): not a valid value") from e
+    return data
+
+
+def load_settings(path: str | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read a YAML config file (None: all defaults), then apply `TRUSTREG__...` overrides."""
+    data: Any = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except OSError as e:
+            raise ConfigError(f"config error: cannot read {path}: {e.strerror}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config error: {path} is not valid YAML: {e}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("config error: the file must hold a YAML mapping")
+    return parse_settings(apply_env_overrides(data, os.environ if environ is None else environ))

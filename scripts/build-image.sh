@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Build the trustreg container image and prove it runs, on a machine without Docker Hub access:
+#   1. make the Dockerfile's base image (python:3.11-slim) locally from Debian with debootstrap
+#      (only when dockerd does not have it yet) and `docker import` it under that name;
+#   2. docker build (host network, so pip reaches the package index);
+#   3. run it, wait for the HEALTHCHECK to report healthy, push and pull a blob through it.
+# Uses $DOCKER_HOST if it answers, else starts a private dockerd (vfs, no bridge) for the run.
+# Run as root. Usage: scripts/build-image.sh [TAG]   (default trustreg:dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TAG=${1:-trustreg:dev}
+WORK=$(mktemp -d /tmp/trustreg-image.XXXXXX)
+cleanup() {
+  docker rm -f trustreg-image-check >/dev/null 2>&1 || true
+  [ -n "${DOCKERD_PID:-}" ] && kill "$DOCKERD_PID" 2>/dev/null && wait "$DOCKERD_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export DEBIAN_FRONTEND=noninteractive
+
+if ! docker version >/dev/null 2>&1; then
+  echo "[image] starting a private dockerd in $WORK"
+  dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+    --data-root "${TRUSTREG_DOCKER_ROOT:-/var/lib/trustreg-image-docker}" --exec-root "$WORK/exec" \
+    --pidfile "$WORK/pid" -H "unix://$WORK/docker.sock" >"$WORK/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  export DOCKER_HOST="unix://$WORK/docker.sock"
+  for _ in $(seq 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+
+BASE=$(awk '/^FROM /{print $2; exit}' Dockerfile)
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+  echo "[image] building base $BASE with debootstrap"
+  command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
+  debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
+    bookworm "$WORK/rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1
+  ln -sf python3 "$WORK/rootfs/usr/bin/python"
+  ln -sf pip3 "$WORK/rootfs/usr/bin/pip"
+  rm -f "$WORK"/rootfs/usr/lib/python3*/EXTERNALLY-MANAGED  # like the official image: pip installs system-wide
+  rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/*
+  tar -C "$WORK/rootfs" -c . | docker import -c 'ENV LANG=C.UTF-8' - "$BASE" >/dev/null
+fi
+
+echo "[image] docker build -t $TAG"
+docker build --network host -t "$TAG" . >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; exit 1; }
+docker image inspect --format '[image] size {{.Size}} bytes, user {{.Config.User}}, volumes {{.Config.Volumes}}' "$TAG"
+
+PORT=${TRUSTREG_IMAGE_PORT:-5055}
+printf 'http:\n  addr: 127.0.0.1:%s\nstorage:\n  filesystem:\n    root: /var/lib/trustreg\n' "$PORT" >"$WORK/config.yaml"
+chmod 644 "$WORK/config.yaml"
+docker run -d --name trustreg-image-check --network host \
+  -e TRUSTREG_TRUST_PASSPHRASE=image-check-passphrase \
+  -v "$WORK/config.yaml:/etc/trustreg/config.yaml:ro" "$TAG" >/dev/null
+for _ in $(seq 90); do
+  state=$(docker inspect --format '{{.State.Health.Status}}' trustreg-image-check 2>/dev/null || echo none)
+  [ "$state" = healthy ] && break
+  sleep 1
+done
+echo "[image] health: $state"
+[ "$state" = healthy ] || { docker logs trustreg-image-check; exit 1; }
+blob="trustreg image check $$"
+digest="sha256:$(printf '%s' "$blob" | sha256sum | cut -d' ' -f1)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary "$blob" \
+  "http://127.0.0.1:$PORT/v2/check/image/blobs/uploads/?digest=$digest")
+[ "$code" = 201 ] || { echo "push answered $code"; docker logs trustreg-image-check; exit 1; }
+[ "$(curl -fsS "http://127.0.0.1:$PORT/v2/check/image/blobs/$digest")" = "$blob" ]
+echo "[image] $TAG: healthy, push + pull through the container OK"
