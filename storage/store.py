@@ -348,6 +348,7 @@ class RegistryStore:
     ) -> None:
         """Store a validated manifest: content, revision link, referrer entry, then tags (last, so a
         tag never points at something not yet stored)."""
+        await self._mark_referenced(digest)  # a concurrent GC keeps (or restores) the content
         if await self.blob_exists_globally(digest) is None:
             await self.driver.put(blob_key(digest), body)
         self._remember_manifest(digest, body)
