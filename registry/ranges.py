@@ -10,8 +10,9 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """Inclusive (first, last) byte positions, None for the whole body; 416 if unsatisfiable.
-    Multi-range and malformed headers are ignored (the whole body is served), as RFC 9110 allows."""
+    """Inclusive (first, last) byte positions, None for the whole body; 416 if unsatisfiable (also
+    for a last position before the first, as the OCI conformance suite expects). Multi-range and
+    malformed headers are ignored (the whole body is served), as RFC 9110 allows."""
     if not header:
         return None
     m = _RANGE.match(header.strip())
@@ -28,7 +29,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise _unsatisfiable(size)
     end = int(last) if last else size - 1
     if end < start:
-        return None
+        raise _unsatisfiable(size)
     return start, min(end, size - 1)
 
 

@@ -31,14 +31,16 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     info = await store(request).stat_blob(name, parse_digest(request.match_info["digest"]))
     driver = request.app[DRIVER]
     headers = _headers(str(info.digest), info.size)
+    rng = parse_range(request.headers.get("Range"), info.size)  # 416 before any body is chosen
     path = await driver.local_path(info.key)
-    if path is not None:
+    # A Range header we ignore (malformed, multi-range) is not handed to sendfile, which would refuse it
+    # with a bare 416: the whole blob is streamed below instead.
+    if path is not None and (request.headers.get("Range") is None or rng is not None):
         del headers["Content-Length"]
         return web.FileResponse(path, headers=headers, chunk_size=1 << 20)
     url = await driver.redirect_url(info.key)
     if url is not None:
         raise web.HTTPTemporaryRedirect(url, headers={"Docker-Content-Digest": str(info.digest)})
-    rng = parse_range(request.headers.get("Range"), info.size)
     if rng is None:
         offset, length, status = 0, info.size, 200
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -59,9 +60,20 @@ def upload_range(size: int) -> str:
     return f"0-{max(size - 1, 0)}"
 
 
+async def read_body_chunk(request: web.Request, size: int = CHUNK) -> bytes:
+    """The next chunk of the body (b"" at the end); 408 if the client sends nothing for
+    `http.client_timeout` seconds (a stalled or slowloris client must not hold a request forever)."""
+    timeout = request.app[SETTINGS].client_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.content.read(size)
+    except TimeoutError:
+        raise RegistryError("UNKNOWN", f"client sent no data for {timeout:g} seconds", status=408) from None
+
+
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
     """The request body as a stream of chunks; nothing is buffered whole."""
-    async for chunk in request.content.iter_chunked(CHUNK):
+    while chunk := await read_body_chunk(request):
         yield chunk
 
 
@@ -70,7 +82,7 @@ async def read_limited(request: web.Request, limit: int, what: str) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise RegistryError("SIZE_INVALID", f"{what} larger than {limit} bytes", status=413)
     data = bytearray()
-    async for chunk in request.content.iter_chunked(CHUNK):
+    while chunk := await read_body_chunk(request):
         data += chunk
         if len(data) > limit:
             raise RegistryError("SIZE_INVALID", f"{what} larger than {limit} bytes", status=413)

@@ -13,13 +13,16 @@ from storage.store import Manifest, RegistryStore
 MANIFEST_GATE = web.AppKey("manifest_gate", object)
 
 
-def _reference(request: web.Request) -> tuple[str | None, Digest | None]:
-    """(tag, None) or (None, digest) from the URL."""
+def _reference(request: web.Request, *, writing: bool = False) -> tuple[str | None, Digest | None]:
+    """(tag, None) or (None, digest) from the URL. A malformed tag cannot name a stored manifest:
+    reads and deletes answer 404 MANIFEST_UNKNOWN (as the spec requires), a PUT 400 MANIFEST_INVALID."""
     ref = request.match_info["reference"]
     if is_digest(ref):
         return None, parse_digest(ref)
     if not is_valid_tag(ref):
-        raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": ref[:200]}, status=400)
+        if writing:
+            raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": ref[:200]})
+        raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown: invalid tag", {"tag": ref[:200]})
     return ref, None
 
 
@@ -63,7 +66,7 @@ async def head_manifest(request: web.Request) -> web.StreamResponse:
 
 async def put_manifest(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
-    tag, ref_digest = _reference(request)
+    tag, ref_digest = _reference(request, writing=True)
     st = store(request)
     body = await read_limited(request, MAX_MANIFEST_SIZE, "manifest")
     algorithm = ref_digest.algorithm if ref_digest else "sha256"

@@ -443,6 +443,8 @@ async def test_invalid_names_never_touch_storage(client: TestClient, tmp_path) -
         assert "errors" in await resp.json()
     assert not (tmp_path.parent / "etc").exists()
     resp = await client.get("/v2/r/manifests/bad..tag!")
+    assert resp.status == 404  # a malformed tag names no manifest
+    resp = await client.put("/v2/r/manifests/bad..tag!", data=b"{}", headers={"Content-Type": "application/json"})
     assert resp.status == 400
 
 
