@@ -13,7 +13,8 @@ WORK=$(mktemp -d /tmp/trustreg-image.XXXXXX)
 cleanup() {
   docker rm -f trustreg-image-check >/dev/null 2>&1 || true
   [ -n "${DOCKERD_PID:-}" ] && kill "$DOCKERD_PID" 2>/dev/null && wait "$DOCKERD_PID" 2>/dev/null || true
-  rm -rf "$WORK"
+  umount "$WORK/exec/netns/default" 2>/dev/null || true
+  rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
@@ -37,6 +38,11 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   ln -sf python3 "$WORK/rootfs/usr/bin/python"
   ln -sf pip3 "$WORK/rootfs/usr/bin/pip"
   rm -f "$WORK"/rootfs/usr/lib/python3*/EXTERNALLY-MANAGED  # like the official image: pip installs system-wide
+  # This machine's own extra CAs (e.g. a TLS-inspecting proxy in front of the package index).
+  if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    cp /usr/local/share/ca-certificates/*.crt "$WORK/rootfs/usr/local/share/ca-certificates/"
+    chroot "$WORK/rootfs" update-ca-certificates >/dev/null 2>&1
+  fi
   rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/*
   tar -C "$WORK/rootfs" -c . | docker import -c 'ENV LANG=C.UTF-8' - "$BASE" >/dev/null
 fi
