@@ -11,6 +11,7 @@ import asyncio
 import errno
 import os
 import shutil
+import stat as stat_module
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TypeVar
@@ -84,29 +85,29 @@ class FilesystemDriver(StorageDriver):
         _fsync_dir(os.path.dirname(path))
 
     # --- small objects -------------------------------------------------------------------------
+    # Metadata reads run inline on the event loop: a page-cached read of a tiny file (tags, links,
+    # manifests) costs less than a hop to the thread pool and back. Bulk I/O goes through the pool.
     async def stat(self, key: str) -> Stat:
         path = self._path(key)
         try:
-            st = await self._run(os.stat, path)
-        except FileNotFoundError as e:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError) as e:
             raise PathNotFoundError(key) from e
-        except NotADirectoryError as e:
-            raise PathNotFoundError(key) from e
-        if not os.path.isfile(path):
+        except OSError as e:
+            raise _translate(e) from e
+        if not stat_module.S_ISREG(st.st_mode):
             raise PathNotFoundError(key)
         return Stat(size=st.st_size, modified=st.st_mtime)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
-
-        def read() -> bytes:
+        try:
             with open(path, "rb") as f:
                 return f.read()
-
-        try:
-            return await self._run(read)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
             raise PathNotFoundError(key) from e
+        except OSError as e:
+            raise _translate(e) from e
 
     async def put(self, key: str, data: bytes) -> None:
         await self._run(self._write_atomic, self._path(key), data)
