@@ -51,6 +51,7 @@ class Settings:
     storage: dict[str, Any] = field(default_factory=lambda: {"filesystem": {"root": DEFAULT_ROOT}})
     delete_enabled: bool = True
     raw: dict[str, Any] = field(default_factory=dict)
+    config_dir: str | None = None  # the config file's directory: relative paths in the policy resolve here
 
     @property
     def addr(self) -> str:
@@ -146,4 +147,6 @@ def load_settings(path: str | None, environ: Mapping[str, str] | None = None) ->
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("config error: the file must hold a YAML mapping")
-    return parse_settings(apply_env_overrides(data, os.environ if environ is None else environ))
+    settings = parse_settings(apply_env_overrides(data, os.environ if environ is None else environ))
+    settings.config_dir = os.path.dirname(os.path.abspath(path)) if path is not None else None
+    return settings

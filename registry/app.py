@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import auth, enforcement, notary_api, ops
+from registry import auth, enforcement, notary_api, ops, ui
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
@@ -94,4 +94,5 @@ def create_app(
     if notary is not None:
         notary.add_listener(gate.invalidate)
     add_oci_routes(app)
+    ui.setup(app)  # /api/v1/ (JSON) and /ui/ (HTML): trust inspection
     return app

@@ -96,6 +96,23 @@ async def run_gc(settings: Settings, dry_run: bool, delete_untagged: bool, grace
     return 0
 
 
+async def run_check(settings: Settings, repair: bool) -> int:
+    """`trustreg check`: one line per problem, a summary; exit 1 if anything is (still) broken."""
+    from storage.check import check_storage
+    from storage.factory import create_driver
+
+    driver = create_driver(settings.storage)
+    try:
+        await driver.check()
+        report = await check_storage(driver, repair=repair)
+    finally:
+        await driver.close()
+    for problem in report.problems:
+        print(problem)
+    print(report.summary())
+    return 0 if (report.ok if repair else not report.problems) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trustreg", description="OCI registry with built-in content trust")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     p_gc.add_argument("--delete-untagged", action="store_true", help="also remove manifests no tag reaches")
     p_gc.add_argument("--grace", type=float, default=3600.0,
                       help="seconds during which new or re-referenced content is never removed (default 3600)")
+    p_check = sub.add_parser("check", help="verify blobs, links, tags, manifests and trust data in storage")
+    p_check.add_argument("--config", help="YAML configuration file")
+    p_check.add_argument("--repair", action="store_true",
+                         help="remove what is provably broken (torn temp files, corrupt blobs, dangling links)")
+    from registry.api import cli as trust_cli
+
+    p_trust = sub.add_parser("trust", help="content trust: signatures and the gate's decisions")
+    trust_cli.add_arguments(p_trust.add_subparsers(dest="trust_command", required=True).add_parser(
+        "inspect", help="each tag's signatures and whether the gate serves it (like docker trust inspect)"))
     args = parser.parse_args(argv)
 
     try:
@@ -123,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings, args.config, argv if argv is not None else sys.argv[1:])
         if args.command == "gc":
             return asyncio.run(run_gc(settings, args.dry_run, args.delete_untagged, args.grace))
+        if args.command == "check":
+            return asyncio.run(run_check(settings, args.repair))
+        if args.command == "trust":
+            return asyncio.run(trust_cli.run(args, settings))
     except ConfigError as e:
         print(f"trustreg: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,9 @@
-"""Wires the content-trust gate (trust.gate) into manifest GET/HEAD: refusals become 412 DENIED."""
+"""Wires the content-trust gate (trust.gate) into manifest GET/HEAD: refusals become 412 DENIED.
+
+A principal holding push permission on the repository is exempt for HEAD and for GET by digest
+(build and signing tools: docker, `cosign sign`, `notation sign` read the subject before pushing).
+The policy (with its trust roots' key and certificate files, relative to the config file) is
+loaded at start and on reload; an invalid one refuses to start / keeps the running one."""
 
 from __future__ import annotations
 
@@ -39,7 +44,10 @@ def _reason_label(reason: str) -> str:
 
 def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustGate:
     """Create the policy and the gate, hook them into manifest reads and configuration reloads."""
-    holder = PolicyHolder(Policy.from_config(app[SETTINGS].raw))
+    settings = app[SETTINGS]
+    policy = Policy.from_config(settings.raw, settings.config_dir)
+    policy.load_trust_roots()  # PolicyError (a ConfigError) names the bad key path and file
+    holder = PolicyHolder(policy)
     gate = ContentTrustGate(
         app[STORE], source or NoTrustServer(), holder,
         on_cache=lambda hit: VERIFIER_CACHE.labels("hit" if hit else "miss").inc(),
@@ -48,7 +56,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
     app[GATE] = gate
 
     def reload(settings: Settings) -> None:
-        holder.reload(settings.raw)
+        holder.reload(settings.raw, settings.config_dir)  # raises (keeping the old policy) if invalid
 
     on_reload(app, reload)
 
@@ -56,13 +64,15 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         if gate.enforced(name) is None:
             return
         principal = request.get(PRINCIPAL)
-        push_holder_head = (
-            request.method == "HEAD"
+        # Signing tools read the subject first (cosign: GET+HEAD by digest; notation, docker: HEAD).
+        push_holder_read = (
+            (request.method == "HEAD" or tag is None)
             and principal is not None
             and await request.app[AUTHORIZER].allowed(request, name, "push")
         )
-        verdict = await gate.decide(name, tag, manifest, push_holder_head=push_holder_head)
-        TRUST_DECISIONS.labels("served" if verdict.served else "refused", _reason_label(verdict.reason)).inc()
+        verdict = await gate.decide(name, tag, manifest, push_holder_head=push_holder_read)
+        label = verdict.code or _reason_label(verdict.reason)
+        TRUST_DECISIONS.labels("served" if verdict.served else "refused", label).inc()
         if verdict.served:
             return
         log.warning(

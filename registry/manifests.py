@@ -80,6 +80,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise ManifestInvalidError(f"manifest is not valid JSON: {e}") from e
+    except RecursionError as e:  # hostile nesting depth
+        raise ManifestInvalidError("manifest JSON is nested too deeply") from e
     if not isinstance(doc, dict):
         raise ManifestInvalidError("manifest must be a JSON object")
     declared = doc.get("mediaType")

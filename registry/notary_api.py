@@ -16,16 +16,20 @@ listening on every address) and the host:port of the request itself; other GUNs 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from config.loader import ConfigError, Settings
+from registry.errors import RegistryError
 from registry.handlers.common import DRIVER, SETTINGS
 from storage.references import is_valid_name
 from trust.server import NotaryError, NotaryService
@@ -40,6 +44,7 @@ MAX_UPLOAD = 64 * 1024 * 1024
 CACHE_CURRENT = "public, max-age=300, s-maxage=300, must-revalidate"
 CACHE_IMMUTABLE = "public, max-age=2592000, s-maxage=2592000"
 TEXT = "text/plain; charset=utf-8"
+T = TypeVar("T")
 
 _BY_VERSION = re.compile(r"^([0-9]+)\.(.+)\.json$")
 _BY_CHECKSUM = re.compile(r"^(.+)\.([0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})\.json$")
@@ -176,21 +181,31 @@ async def _read_parts(request: web.Request) -> list[tuple[str | None, bytes]]:
     """The (filename, bytes) parts of a multipart/form-data publish."""
     if request.content_type != "multipart/form-data":
         raise NotaryError("MALFORMED_UPLOAD")
+    timeout = request.app[SETTINGS].client_timeout
     try:
         reader = await request.multipart()
         parts: list[tuple[str | None, bytes]] = []
         total = 0
-        while (part := await reader.next()) is not None:
+        while (part := await _within(timeout, reader.next())) is not None:
             if not isinstance(part, BodyPartReader):
                 raise NotaryError("MALFORMED_UPLOAD", "nested multipart bodies are not supported")
             chunks = []
-            while chunk := await part.read_chunk():
+            while chunk := await _within(timeout, part.read_chunk()):
                 total += len(chunk)
                 if total > MAX_UPLOAD:
                     raise NotaryError("MALFORMED_UPLOAD", f"the update exceeds {MAX_UPLOAD} bytes")
                 chunks.append(chunk)
             filename = unquote(part.filename) if part.filename else part.filename  # aiohttp clients escape '/'
             parts.append((filename, b"".join(chunks)))
-    except (ValueError, AssertionError) as exc:  # aiohttp's multipart parser errors
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's multipart parser errors
         raise NotaryError("MALFORMED_UPLOAD", str(exc)) from exc
     return parts
+
+
+async def _within(timeout: float, awaitable: Awaitable[T]) -> T:
+    """`await awaitable`, or 408 if the client sends nothing for `timeout` seconds (stalled upload)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    except TimeoutError:
+        raise RegistryError("UNKNOWN", f"client sent no data for {timeout:g} seconds", status=408) from None

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from registry.handlers.common import SETTINGS
 from registry.middleware import RequestLogger
 
 log = logging.getLogger("trustreg")
@@ -46,6 +47,9 @@ async def serve_until_signalled(
         handle_signals=False,
         handler_cancellation=True,
         shutdown_timeout=drain_timeout,
+        # `http.client_timeout`: a connection that sends no complete request (slow or stalled headers) is
+        # closed after it; stalled bodies are cut by the handlers' reads (registry.handlers.common).
+        keepalive_timeout=app[SETTINGS].client_timeout,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port, backlog=1024)

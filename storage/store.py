@@ -362,6 +362,13 @@ class RegistryStore:
             await self.driver.put(self._tag_key(name, tag), str(digest).encode())
         await self._index_repository(name)
 
+    async def tag_modified(self, name: str, tag: str) -> float:
+        """When the tag was last written (seconds since the epoch): its last push."""
+        try:
+            return (await self.driver.stat(self._tag_key(name, tag))).modified
+        except PathNotFoundError as e:
+            raise ManifestUnknownError(f"tag {tag} is not in repository {name}") from e
+
     async def delete_tag(self, name: str, tag: str) -> None:
         await self.resolve_tag(name, tag)
         await self.driver.delete(self._tag_key(name, tag))

@@ -65,6 +65,7 @@ class VerifiedTargets:
     by_digest: Mapping[str, tuple[str, ...]]
     excluded: Mapping[str, str]
     root_keyids: tuple[str, ...]
+    role_keyids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # trusted role -> its key IDs
 
     def lookup(self, name: str) -> SignedTarget | None:
         return self.targets.get(name)
@@ -141,9 +142,13 @@ def verify_trust_data(
     targets: dict[str, SignedTarget] = {}
     by_digest: dict[str, list[str]] = {}
     excluded: dict[str, str] = {}
+    role_keyids: dict[str, tuple[str, ...]] = {}
     for role in trusted_roles:
         if not _load_role(trusted, data, role):
             continue
+        delegation = trusted.delegation_of(role) if role != TARGETS else None
+        keys = delegation.keys if delegation is not None else trusted.root.signed.roles[TARGETS]
+        role_keyids[role] = tuple(keys.keyids)
         accepted, refused = trusted.targets_of(role)
         for name, reason in refused.items():
             excluded.setdefault(name, reason)
@@ -166,4 +171,5 @@ def verify_trust_data(
         by_digest={d: tuple(n) for d, n in by_digest.items()},
         excluded=excluded,
         root_keyids=tuple(root.signed.roles["root"].keyids),
+        role_keyids=role_keyids,
     )

@@ -3,18 +3,241 @@
 A project is the first path component of a repository name (`secure/alpine` -> `secure`); a name
 without a slash belongs to project `library`. Projects not listed use `default_project`, whose own
 default is: private, no members, no enforcement.
+
+Content trust is a list of signature requirements, `require_any`: a manifest is served if any one of
+them accepts it. Each names a signature source (`notary`, `cosign`, `notation`); cosign and notation
+requirements name a trust root from the top-level `trust_roots` (cosign public keys, or X.509 CA
+certificates). The Notary-only form `{enforce, signers, root_keys, inherit_index}` means
+`require_any: [notary: {signers, root_keys, inherit_index}]`.
+
+Parsing (`Policy.from_config`) does no I/O: key and certificate files are read by
+`Policy.load_trust_roots()` (enforcement calls it at start and on reload, so a bad file refuses the
+configuration with a message naming its key path) or, failing that, on first use.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+from config.loader import ConfigError
+
 DEFAULT_SIGNERS: tuple[str, ...] = ("targets/releases", "targets")
 DEFAULT_PROJECT_NAME = "library"
+COSIGN_KEY = "cosign-key"
+X509_CA = "x509-ca"
 _versions = itertools.count(1)
+
+CosignPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+class PolicyError(ConfigError):
+    """The content-trust policy is invalid; the message names the key path."""
+
+
+# --- trust roots ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A cosign public key; `key_id` is base64(sha256(SPKI DER)), the hint sigstore bundles carry."""
+
+    key_id: str
+    source: str
+    key: CosignPublicKey = field(compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TrustedCertificate:
+    der: bytes = field(repr=False)
+    source: str
+    cert: x509.Certificate = field(compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TrustRoot:
+    """A named trust root; its material is loaded once (`load()`), from `files` (absolute paths or
+    inline PEM), and is part of its identity only through the policy version."""
+
+    name: str
+    type: str
+    files: tuple[str, ...]
+    _loaded: dict[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def config_path(self) -> str:
+        return f"trust_roots.{self.name}.{'public_keys' if self.type == COSIGN_KEY else 'certificates'}"
+
+    def load(self) -> None:
+        """Read and parse every file; PolicyError names the key path and the file."""
+        if "material" in self._loaded:
+            return
+        items: list[Any] = []
+        for i, ref in enumerate(self.files):
+            where = f"{self.config_path}[{i}]"
+            data = _read(ref, where)
+            items.extend(_parse_keys(data, ref, where) if self.type == COSIGN_KEY else _parse_certs(data, ref, where))
+        self._loaded["material"] = tuple(items)
+
+    @property
+    def keys(self) -> tuple[TrustedKey, ...]:
+        self.load()
+        return self._loaded["material"] if self.type == COSIGN_KEY else ()
+
+    @property
+    def certificates(self) -> tuple[TrustedCertificate, ...]:
+        self.load()
+        return self._loaded["material"] if self.type == X509_CA else ()
+
+
+def _read(ref: str, where: str) -> bytes:
+    if ref.lstrip().startswith("-----BEGIN"):
+        return ref.encode()
+    try:
+        with open(ref, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise PolicyError(f"config error at {where}: cannot read {ref}: {e.strerror}") from e
+
+
+def _name(ref: str) -> str:
+    return "inline PEM" if ref.lstrip().startswith("-----BEGIN") else ref
+
+
+def spki_key_id(key: CosignPublicKey) -> str:
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def _parse_keys(data: bytes, ref: str, where: str) -> list[TrustedKey]:
+    blocks = re.findall(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", data, re.S)
+    if not blocks:
+        raise PolicyError(f"config error at {where}: {_name(ref)} holds no PEM public key (BEGIN PUBLIC KEY)")
+    keys = []
+    for block in blocks:
+        try:
+            key = serialization.load_pem_public_key(block)
+        except ValueError as e:
+            raise PolicyError(f"config error at {where}: {_name(ref)} is not a readable public key: {e}") from e
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
+            raise PolicyError(f"config error at {where}: {_name(ref)}: RSA keys need at least 2048 bits")
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+            raise PolicyError(f"config error at {where}: {_name(ref)}: unsupported key type (ECDSA, RSA, ed25519)")
+        keys.append(TrustedKey(spki_key_id(key), _name(ref), key))
+    return keys
+
+
+def _parse_certs(data: bytes, ref: str, where: str) -> list[TrustedCertificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise PolicyError(f"config error at {where}: {_name(ref)} holds no readable PEM certificate: {e}") from e
+    return [TrustedCertificate(c.public_bytes(serialization.Encoding.DER), _name(ref), c) for c in certs]
+
+
+# --- identities -------------------------------------------------------------------------------
+
+DN_ATTRIBUTES: dict[str, x509.ObjectIdentifier] = {
+    "C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME, "S": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "CN": NameOID.COMMON_NAME, "SERIALNUMBER": NameOID.SERIAL_NUMBER, "E": NameOID.EMAIL_ADDRESS,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS, "DC": NameOID.DOMAIN_COMPONENT, "STREET": NameOID.STREET_ADDRESS,
+    "POSTALCODE": NameOID.POSTAL_CODE, "UID": NameOID.USER_ID,
+}
+X509_SUBJECT = "x509.subject:"
+
+
+def parse_identity(text: str) -> tuple[tuple[x509.ObjectIdentifier, str], ...] | None:
+    """`"*"` -> None (any identity); `"x509.subject: C=US, ST=WA, O=Example, CN=x"` -> its attributes.
+    Like notation, the DN must hold C, ST (or S) and O; `\\,` escapes a comma. ValueError if invalid."""
+    if text.strip() == "*":
+        return None
+    if not text.startswith(X509_SUBJECT):
+        raise ValueError(f"identity {text!r} must be \"*\" or start with {X509_SUBJECT!r}")
+    parts: list[str] = []
+    current = ""
+    escaped = False
+    for ch in text[len(X509_SUBJECT):]:
+        if escaped:
+            current += ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in ",;":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    attrs: list[tuple[x509.ObjectIdentifier, str]] = []
+    for part in parts:
+        key, sep, value = part.partition("=")
+        key = key.strip().upper()
+        if not sep or not value.strip() or key not in DN_ATTRIBUTES:
+            raise ValueError(f"identity {text!r}: {part.strip()!r} is not an attribute=value of a known type")
+        attrs.append((DN_ATTRIBUTES[key], value.strip()))
+    present = {oid for oid, _ in attrs}
+    for oid, label in ((NameOID.COUNTRY_NAME, "C"), (NameOID.STATE_OR_PROVINCE_NAME, "ST"),
+                       (NameOID.ORGANIZATION_NAME, "O")):
+        if oid not in present:
+            raise ValueError(f"identity {text!r} must contain C, ST and O (missing {label})")
+    return tuple(attrs)
+
+
+def identity_matches(identity: tuple[tuple[x509.ObjectIdentifier, str], ...] | None, subject: x509.Name) -> bool:
+    """Every attribute of the trusted identity is in the certificate's subject (notation's rule)."""
+    if identity is None:
+        return True
+    return all(value in [str(a.value) for a in subject.get_attributes_for_oid(oid)] for oid, value in identity)
+
+
+# --- requirements -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotaryRequirement:
+    """Signed in the built-in Notary v1 trust server by one of `signers`."""
+
+    signers: tuple[str, ...] = DEFAULT_SIGNERS
+    root_keys: frozenset[str] = frozenset()
+    inherit_index: bool = True
+    kind: str = "notary"
+
+
+@dataclass(frozen=True)
+class CosignRequirement:
+    """Signed with cosign (legacy `.sig` or sigstore bundle) by `min_signatures` distinct keys of the root."""
+
+    trust_root: TrustRoot
+    min_signatures: int = 1
+    kind: str = "cosign"
+
+
+@dataclass(frozen=True)
+class NotationRequirement:
+    """A notation signature whose chain leads to a CA of the root and whose signer matches an identity."""
+
+    trust_root: TrustRoot
+    identities: tuple[str, ...] = ("*",)
+    kind: str = "notation"
+
+    @property
+    def parsed_identities(self) -> tuple[tuple[tuple[x509.ObjectIdentifier, str], ...] | None, ...]:
+        return tuple(parse_identity(i) for i in self.identities)
+
+
+Requirement = NotaryRequirement | CosignRequirement | NotationRequirement
 
 
 @dataclass(frozen=True)
@@ -23,6 +246,7 @@ class ContentTrust:
     signers: tuple[str, ...] = DEFAULT_SIGNERS
     root_keys: frozenset[str] = frozenset()
     inherit_index: bool = True
+    require_any: tuple[Requirement, ...] = (NotaryRequirement(),)
 
 
 @dataclass(frozen=True)
@@ -39,20 +263,76 @@ def project_of(repository: str) -> str:
     return head if sep else DEFAULT_PROJECT_NAME
 
 
-def _project(name: str, raw: Mapping[str, Any] | None) -> Project:
+def _requirement(entry: Any, where: str, ct: ContentTrust, roots: Mapping[str, TrustRoot]) -> Requirement:
+    if not isinstance(entry, Mapping) or len(entry) != 1:
+        raise PolicyError(f"config error at {where}: each entry is one of notary:, cosign:, notation:")
+    kind, body = next(iter(entry.items()))
+    body = body or {}
+    if kind == "notary":
+        return NotaryRequirement(
+            signers=tuple(body.get("signers") or ct.signers),
+            root_keys=frozenset(body.get("root_keys") or ct.root_keys),
+            inherit_index=bool(body.get("inherit_index", ct.inherit_index)),
+        )
+    if kind not in ("cosign", "notation"):
+        raise PolicyError(f"config error at {where}.{kind}: unknown signature source")
+    name = body.get("trust_root")
+    root = roots.get(name) if isinstance(name, str) else None
+    if root is None:
+        raise PolicyError(f"config error at {where}.{kind}.trust_root: unknown trust root {name!r}")
+    wanted = COSIGN_KEY if kind == "cosign" else X509_CA
+    if root.type != wanted:
+        raise PolicyError(
+            f"config error at {where}.{kind}.trust_root: {name!r} is a {root.type}, {kind} needs {wanted}")
+    if kind == "cosign":
+        return CosignRequirement(root, int(body.get("min_signatures", 1)))
+    identities = tuple(body.get("identities") or ("*",))
+    for i, identity in enumerate(identities):
+        try:
+            parse_identity(identity)
+        except ValueError as e:
+            raise PolicyError(f"config error at {where}.notation.identities[{i}]: {e}") from e
+    return NotationRequirement(root, identities)
+
+
+def _project(name: str, raw: Mapping[str, Any] | None, roots: Mapping[str, TrustRoot], where: str) -> Project:
     raw = raw or {}
-    ct = raw.get("content_trust") or {}
+    ct_raw = raw.get("content_trust") or {}
+    ct = ContentTrust(
+        enforce=bool(ct_raw.get("enforce", False)),
+        signers=tuple(ct_raw.get("signers") or DEFAULT_SIGNERS),
+        root_keys=frozenset(ct_raw.get("root_keys") or ()),
+        inherit_index=bool(ct_raw.get("inherit_index", True)),
+    )
+    listed = ct_raw.get("require_any")
+    if listed:
+        reqs = tuple(_requirement(e, f"{where}.content_trust.require_any[{i}]", ct, roots)
+                     for i, e in enumerate(listed))
+    else:
+        reqs = (NotaryRequirement(ct.signers, ct.root_keys, ct.inherit_index),)
     return Project(
         name=name,
         public=bool(raw.get("public", False)),
         members={user: frozenset(actions) for user, actions in (raw.get("members") or {}).items()},
-        content_trust=ContentTrust(
-            enforce=bool(ct.get("enforce", False)),
-            signers=tuple(ct.get("signers") or DEFAULT_SIGNERS),
-            root_keys=frozenset(ct.get("root_keys") or ()),
-            inherit_index=bool(ct.get("inherit_index", True)),
-        ),
+        content_trust=ContentTrust(ct.enforce, ct.signers, ct.root_keys, ct.inherit_index, reqs),
     )
+
+
+def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[str, TrustRoot]:
+    base = base_dir or os.getcwd()
+    roots = {}
+    for name, spec in (raw or {}).items():
+        spec = spec or {}
+        kind = spec.get("type")
+        if kind not in (COSIGN_KEY, X509_CA):
+            raise PolicyError(f"config error at trust_roots.{name}.type: must be {COSIGN_KEY} or {X509_CA}")
+        listed = spec.get("public_keys" if kind == COSIGN_KEY else "certificates") or []
+        if not listed:
+            what = "public_keys" if kind == COSIGN_KEY else "certificates"
+            raise PolicyError(f"config error at trust_roots.{name}.{what}: at least one is needed")
+        files = tuple(f if f.lstrip().startswith("-----BEGIN") else os.path.join(base, f) for f in listed)
+        roots[name] = TrustRoot(name, kind, files)
+    return roots
 
 
 @dataclass(frozen=True)
@@ -62,12 +342,22 @@ class Policy:
     projects: Mapping[str, Project]
     default: Project
     version: int
+    trust_roots: Mapping[str, TrustRoot] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> Policy:
-        """Build from a validated config document (its `projects` and `default_project`)."""
-        projects = {name: _project(name, p) for name, p in (raw.get("projects") or {}).items()}
-        return cls(projects, _project("*", raw.get("default_project")), next(_versions))
+    def from_config(cls, raw: Mapping[str, Any], base_dir: str | None = None) -> Policy:
+        """Build from a validated config document (`projects`, `default_project`, `trust_roots`);
+        relative trust-root paths resolve against `base_dir` (the config file's directory)."""
+        roots = _trust_roots(raw.get("trust_roots"), base_dir)
+        projects = {name: _project(name, p, roots, f"projects.{name}")
+                    for name, p in (raw.get("projects") or {}).items()}
+        default = _project("*", raw.get("default_project"), roots, "default_project")
+        return cls(projects, default, next(_versions), roots)
+
+    def load_trust_roots(self) -> None:
+        """Read every trust root's files now; PolicyError names the bad one."""
+        for root in self.trust_roots.values():
+            root.load()
 
     def project(self, repository: str) -> Project:
         name = project_of(repository)
@@ -83,5 +373,8 @@ class PolicyHolder:
     def __init__(self, policy: Policy) -> None:
         self.current = policy
 
-    def reload(self, raw: Mapping[str, Any]) -> None:
-        self.current = Policy.from_config(raw)
+    def reload(self, raw: Mapping[str, Any], base_dir: str | None = None) -> None:
+        """Parse and load a new policy; on any error the current one stays."""
+        policy = Policy.from_config(raw, base_dir)
+        policy.load_trust_roots()
+        self.current = policy
