@@ -16,7 +16,7 @@ from registry.access import AUTHORIZER, PRINCIPAL
 from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, STORE
 from registry.handlers.manifests import MANIFEST_GATE
-from registry.metrics import TRUST_DECISIONS, VERIFIER_CACHE
+from registry.metrics import TRUST_DECISIONS, VERIFIER_CACHE, child
 from registry.ops import on_reload
 from storage.store import Manifest
 from trust.collection import StoredTrustData
@@ -50,7 +50,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
     holder = PolicyHolder(policy)
     gate = ContentTrustGate(
         app[STORE], source or NoTrustServer(), holder,
-        on_cache=lambda hit: VERIFIER_CACHE.labels("hit" if hit else "miss").inc(),
+        on_cache=lambda hit: child(VERIFIER_CACHE, "hit" if hit else "miss").inc(),
     )
     app[POLICY] = holder
     app[GATE] = gate
@@ -72,7 +72,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         )
         verdict = await gate.decide(name, tag, manifest, push_holder_head=push_holder_read)
         label = verdict.code or _reason_label(verdict.reason)
-        TRUST_DECISIONS.labels("served" if verdict.served else "refused", label).inc()
+        child(TRUST_DECISIONS, "served" if verdict.served else "refused", label).inc()
         if verdict.served:
             return
         log.warning(

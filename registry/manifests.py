@@ -65,6 +65,16 @@ def _schema(filename: str) -> dict[str, Any]:
     return json.loads(resources.files("registry").joinpath("schemas", filename).read_text())
 
 
+@cache
+def _validator(filename: str) -> jsonschema.protocols.Validator:
+    """One validator per schema, checked and built once: `jsonschema.validate` re-checks the schema
+    against its metaschema and builds a new validator on every call (milliseconds per manifest)."""
+    schema = _schema(filename)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def _digest(value: Any, where: str) -> Digest:
     if not isinstance(value, str):
         raise ManifestInvalidError(f"{where}: digest must be a string")
@@ -98,7 +108,9 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     schema_file = _SCHEMA_FILES.get(media_type)
     if schema_file is not None:
         try:
-            jsonschema.validate(doc, _schema(schema_file))
+            error = jsonschema.exceptions.best_match(_validator(schema_file).iter_errors(doc))
+            if error is not None:
+                raise error
         except jsonschema.ValidationError as e:
             path = "/".join(str(p) for p in e.absolute_path) or "(root)"
             raise ManifestInvalidError(f"{path}: {e.message}") from e

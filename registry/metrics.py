@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -30,6 +32,14 @@ VERIFIER_CACHE = Counter("trustreg_verifier_cache_total", "Trust verification ca
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@lru_cache(maxsize=8192)
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, memoised: prometheus_client validates and looks the labels up under
+    a lock on every call (microseconds), several times per request on the hot path. Label values are
+    low-cardinality (route templates, methods, statuses, reasons), so the cache stays small."""
+    return metric.labels(*labels)
+
+
 def route_label(request: web.Request) -> str:
     """The matched route's template (low cardinality), e.g. `/v2/{name}/manifests/{reference}`."""
     route = request.match_info.route
@@ -50,10 +60,10 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        REQUESTS.labels(route, request.method, str(status)).inc()
-        LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        child(REQUESTS, route, request.method, str(status)).inc()
+        child(LATENCY, route, request.method).observe(time.perf_counter() - started)
         if request.content_length:
-            BYTES_IN.labels(route).inc(request.content_length)
+            child(BYTES_IN, route).inc(request.content_length)
 
 
 async def metrics_endpoint(request: web.Request) -> web.StreamResponse:

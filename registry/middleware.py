@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from registry.errors import RegistryError
-from registry.metrics import BYTES_OUT, route_label
+from registry.metrics import BYTES_OUT, child, route_label
 from storage.base import StorageFullError, StorageUnavailableError
 from storage.references import InvalidReferenceError
 from storage.store import StoreError
@@ -73,7 +73,7 @@ class RequestLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         request_id = request.get(REQUEST_ID, "-")
         if isinstance(request, web.Request):
-            BYTES_OUT.labels(route_label(request)).inc(response.body_length)
+            child(BYTES_OUT, route_label(request)).inc(response.body_length)
         self.logger.info(
             "%s %s %s %d %.4fs %s %s",
             request.method,
