@@ -24,6 +24,9 @@ from trust.gate import ContentTrustGate, TrustDataSource
 from trust.policy import Policy, PolicyHolder
 
 log = logging.getLogger("trustreg.trust.gate")
+# Verified trust data is confirmed against storage at most this often per repository (publishes through
+# this process invalidate at once); bounds how long another process's publish takes to be seen.
+TRUST_RECHECK_SECONDS = 0.1
 GATE = web.AppKey("content_trust_gate", ContentTrustGate)
 POLICY = web.AppKey("policy", PolicyHolder)
 
@@ -51,6 +54,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
     gate = ContentTrustGate(
         app[STORE], source or NoTrustServer(), holder,
         on_cache=lambda hit: child(VERIFIER_CACHE, "hit" if hit else "miss").inc(),
+        recheck=TRUST_RECHECK_SECONDS,
     )
     app[POLICY] = holder
     app[GATE] = gate

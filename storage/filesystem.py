@@ -49,6 +49,8 @@ class FilesystemDriver(StorageDriver):
 
     # --- helpers -------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
+        if key and key[0] not in "./" and key[-1] != "/" and "/." not in key and "//" not in key and "\0" not in key:
+            return f"{self.root}/{key}"  # the common, plainly safe shape: no dot-components, no empties
         parts = [p for p in key.split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise StorageError(f"invalid key: {key!r}")

@@ -12,7 +12,11 @@ Rules (a manifest that does not exist never reaches the gate; it is a plain 404)
 A refusal carries the first requirement's message ("The image is not signed in Notary." / "... by
 cosign." / "... by notation.") and every source's reason in `detail`.
 
-Caches: Notary keeps its verified trust data per repository (see trust.sources.notary). cosign and
+Caches: Notary keeps its verified trust data per repository (see trust.sources.notary); it is dropped
+at once by a publish through this process (`invalidate`), and otherwise confirmed against the stored
+trust pointer (one small read) at most every `recheck` seconds, so a publish through another process
+takes effect within that interval (the registry uses 0.1 s; a moved tag is always seen at once, since
+the tag is resolved on every request and compared with the signed digest). cosign and
 notation verdicts are cached per (policy version, requirement, repository, manifest digest, set of
 signature artifact digests): the set is read on every decision (one referrers listing, two tag
 reads), so a newly pushed signature is seen at once; an acceptance also ends when a certificate or
@@ -73,6 +77,7 @@ class ContentTrustGate:
         cache_size: int = 10_000,
         on_cache: Callable[[bool], None] | None = None,
         sources: dict[str, SignatureSource] | None = None,
+        recheck: float = 0.0,
     ) -> None:
         self.store = store
         self.source = source
@@ -83,7 +88,7 @@ class ContentTrustGate:
         self.on_cache = on_cache or (lambda hit: None)
         self._cache_size = cache_size
         self._verdicts: OrderedDict[tuple[Any, ...], _CachedResult] = OrderedDict()
-        self.notary = NotarySource(store, source, policy, lambda: self.clock(), cache_size, self._count)
+        self.notary = NotarySource(store, source, policy, lambda: self.clock(), cache_size, self._count, recheck)
         self.sources: dict[str, SignatureSource] = {
             "notary": self.notary,
             "cosign": CosignSource(store),

@@ -204,3 +204,19 @@ async def test_pinned_root_key_match(store, trust_dir) -> None:
     config = {"projects": {"library": {"content_trust": {"enforce": True, "root_keys": [current_root_key]}}}}
     gate, _ = make_gate(store, trust_dir, config)
     assert (await gate.decide(REPO, "latest", await manifest(store, "latest"))).served
+
+
+async def test_recheck_interval_bounds_storage_reads(store, trust_dir) -> None:
+    """With a recheck interval, stored trust data is re-read at most that often (another process's
+    publish is seen after it), while `invalidate` (a publish through this process) applies at once."""
+    source = DirectorySource(trust_dir)
+    gate = ContentTrustGate(store, source, PolicyHolder(Policy.from_config(ENFORCED)), lambda: NOW, recheck=3600)
+    m = await manifest(store, "latest")
+    assert (await gate.decide(REPO, "latest", m)).served
+    previous = VECTORS / "history" / "timestamp" / f"{EXPECTED['current']['timestamp']['version'] - 1}.json"
+    (trust_dir / "timestamp.json").write_bytes(previous.read_bytes())
+    assert (await gate.decide(REPO, "latest", m)).served  # within the interval: not re-read
+    assert source.loads == 1
+    gate.invalidate(REPO)
+    assert not (await gate.decide(REPO, "latest", m)).served
+    assert source.loads == 2

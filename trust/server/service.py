@@ -87,8 +87,8 @@ class NotaryService:
 
     async def current_etag(self, repository: str) -> str | None:
         """A cheap tag that changes whenever the repository's trust data changes (None: no data)."""
-        state = await self.store.current(repository)
-        return state.generation if state else None
+        raw = await self.store.current_raw(repository)  # compared as text: no JSON parsing per request
+        return raw.decode("utf-8", "replace") if raw is not None else None
 
     async def current_gun(self, repository: str) -> str | None:
         """The GUN the repository's trust data is published under."""

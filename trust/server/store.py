@@ -86,6 +86,13 @@ class MetadataStore:
         roles = {role: RoleHead(h["version"], h["sha256"]) for role, h in doc["roles"].items()}
         return CurrentState(doc["generation"], doc["gun"], roles)
 
+    async def current_raw(self, repository: str) -> bytes | None:
+        """The committed pointer's bytes (they change with every commit), or None: a cheap change check."""
+        try:
+            return await self.driver.get(self._current_key(repository))
+        except PathNotFoundError:
+            return None
+
     async def read(self, repository: str, role: str, version: int) -> StoredFile | None:
         """A committed version of a role, or None."""
         key = self._version_key(repository, role, version)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class Verification:
     settings: tuple[tuple[str, ...], frozenset[str]]
     result: VerifiedTargets | None
     error: TrustError | None
+    checked_at: float = 0.0  # time.monotonic() of the last storage check that confirmed it
 
     def fresh(self, etag: str | None, policy_version: int, settings: tuple[Any, ...], now: datetime) -> bool:
         if self.etag != etag or self.policy_version != policy_version or self.settings != settings:
@@ -84,7 +86,8 @@ class NotarySource:
     refusal = REFUSAL
 
     def __init__(self, store: RegistryStore, source: TrustDataSource, policy: PolicyHolder,
-                 clock: Callable[[], datetime], cache_size: int, count: Callable[[bool], None]) -> None:
+                 clock: Callable[[], datetime], cache_size: int, count: Callable[[bool], None],
+                 recheck: float = 0.0) -> None:
         self.store = store
         self.source = source
         self.policy = policy
@@ -94,6 +97,7 @@ class NotarySource:
         self._cache_size = cache_size
         self._inflight: dict[str, asyncio.Future[Verification]] = {}
         self._children: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self.recheck = recheck
 
     def invalidate(self, repository: str) -> None:
         self._cache.pop(repository, None)
@@ -130,11 +134,20 @@ class NotarySource:
 
     async def verification(self, repository: str, settings: NotarySettings) -> Verification:
         """The repository's verified trust data (cached; concurrent callers verify once)."""
-        etag = await self.source.current_etag(repository)
         version = self.policy.current.version
         key = (tuple(settings.signers), frozenset(settings.root_keys))
         cached = self._cache.get(repository)
+        checked = time.monotonic()
+        if (
+            cached is not None
+            and checked - cached.checked_at < self.recheck
+            and cached.fresh(cached.etag, version, key, self.clock())
+        ):
+            self.count(True)  # confirmed against storage less than `recheck` seconds ago
+            return cached
+        etag = await self.source.current_etag(repository)
         if cached is not None and cached.fresh(etag, version, key, self.clock()):
+            cached.checked_at = checked
             self.count(True)
             return cached
         inflight = self._inflight.get(repository)
@@ -145,6 +158,7 @@ class NotarySource:
         self._inflight[repository] = future
         try:
             verification = await self._verify(repository, settings, etag, version, key)
+            verification.checked_at = checked
             future.set_result(verification)
         except BaseException as e:
             future.set_exception(e)
