@@ -133,3 +133,21 @@ def test_two_workers_share_the_port(trustreg) -> None:
     assert json.loads(next(iter(pids)))["status"] == "ok"
     children = [line for line in server.log().splitlines() if "listening on" in line]
     assert len(children) == 2, server.log()
+
+
+def test_json_logs_carry_the_request_id(trustreg) -> None:
+    server: Server = trustreg({"log": {"format": "json"}})
+    req = urllib.request.Request(f"{server.url}/v2/json/app/tags/list", headers={"X-Request-Id": "trace-42"})
+    try:
+        urllib.request.urlopen(req, timeout=10)
+    except urllib.error.HTTPError as e:
+        assert e.code == 404 and e.headers["X-Request-Id"] == "trace-42"
+    deadline = time.monotonic() + 10
+    while "trace-42" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    access = [r for r in records if r.get("request_id") == "trace-42"]
+    assert access, server.log()
+    assert access[0]["method"] == "GET" and access[0]["status"] == 404
+    assert access[0]["path"] == "/v2/json/app/tags/list" and "duration" in access[0]
+    assert all("level" in r and "message" in r for r in records)
