@@ -6,7 +6,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-PRINCIPAL = "trustreg.principal"  # request key: the authenticated user name, or None for anonymous
+PRINCIPAL = web.RequestKey("principal", object)  # the authenticated user name (str), or None: anonymous
 
 
 class Authorizer(Protocol):

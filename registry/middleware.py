@@ -18,7 +18,7 @@ from storage.store import StoreError
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 access_log = logging.getLogger("trustreg.access")
 error_log = logging.getLogger("trustreg.error")
-REQUEST_ID = "trustreg.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def _to_registry_error(exc: BaseException) -> RegistryError | None:

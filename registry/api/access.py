@@ -19,7 +19,7 @@ from registry.auth.tokens import TokenError
 from registry.errors import RegistryError
 from trust.policy import project_of
 
-GRANT = "trustreg.api.grant"  # request key: the bearer token's grant, if one was used
+GRANT = web.RequestKey("api_grant", object)  # the bearer token's grant, if one was used
 PULL = frozenset({"pull"})
 
 
