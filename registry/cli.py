@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p_gc.add_argument("--dry-run", action="store_true", help="list what would be removed, change nothing")
     p_gc.add_argument("--delete-untagged", action="store_true", help="also remove manifests no tag reaches")
     p_gc.add_argument("--grace", type=float, default=3600.0,
-                      help="seconds during which new or re-referenced content is never removed (default 3600)")
+                      help="seconds during which new or re-referenced content is never removed (default 3600; "
+                           "at least 120 unless --offline)")
+    p_gc.add_argument("--offline", action="store_true",
+                      help="the registry is stopped: allow any --grace (0 removes everything unreferenced)")
     p_check = sub.add_parser("check", help="verify blobs, links, tags, manifests and trust data in storage")
     p_check.add_argument("--config", help="YAML configuration file")
     p_check.add_argument("--repair", action="store_true",
@@ -154,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return serve(settings, args.config, argv if argv is not None else sys.argv[1:])
         if args.command == "gc":
+            from storage.gc import MIN_ONLINE_GRACE
+
+            if args.grace < MIN_ONLINE_GRACE and not args.offline:
+                print(f"trustreg: --grace below {MIN_ONLINE_GRACE:.0f} s is only safe with the registry stopped "
+                      "(add --offline)", file=sys.stderr)
+                return 2
             return asyncio.run(run_gc(settings, args.dry_run, args.delete_untagged, args.grace))
         if args.command == "check":
             return asyncio.run(run_check(settings, args.repair))

@@ -10,6 +10,7 @@ import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from registry.middleware import RequestLogger
 
 log = logging.getLogger("trustreg")
 IN_FLIGHT = web.AppKey("in_flight", list)
+IO_THREADS = 64
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -40,6 +42,10 @@ async def serve_until_signalled(
     reuse_port: bool,
     drain_timeout: float = 30.0,
 ) -> None:
+    # Blocking file I/O (writes with fsync) runs in the default pool; size it for concurrent pushes.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="trustreg-io")
+    )
     runner = web.AppRunner(
         app,
         access_log_class=RequestLogger,

@@ -9,6 +9,8 @@ period. The blob is first moved into quarantine, then the marker is read again: 
 referenced it meanwhile wins and the blob is put back. A push racing the sweep therefore either
 completes with all its blobs present or fails cleanly with MANIFEST_BLOB_UNKNOWN.
 Upload sessions idle longer than `upload_ttl` are purged (their S3 multipart uploads aborted).
+Online safety needs `grace` >= 2 x the registry's `RegistryStore.mark_interval` (60 s): the CLI
+enforces `MIN_ONLINE_GRACE` unless told the registry is stopped (`--offline`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from storage.store import RegistryStore, blob_key, blob_ref_key, repo_key
 log = logging.getLogger("trustreg.gc")
 DEFAULT_GRACE = 3600.0
 DEFAULT_UPLOAD_TTL = 24 * 3600.0
+MIN_ONLINE_GRACE = 120.0
 
 
 @dataclass

@@ -116,12 +116,12 @@ def repo_key(name: str) -> str:
 class RegistryStore:
     """Blobs, manifests, tags, uploads and referrers of every repository, on one driver."""
 
-    def __init__(self, driver: StorageDriver, manifest_cache_size: int = 4096, gc_grace: float = 3600) -> None:
+    def __init__(self, driver: StorageDriver, manifest_cache_size: int = 4096, mark_interval: float = 60.0) -> None:
         self.driver = driver
         self._hash_states: dict[str, _HashState] = {}
         self._manifest_cache: OrderedDict[str, bytes] = OrderedDict()
         self._manifest_cache_size = manifest_cache_size
-        self.gc_grace = gc_grace
+        self.mark_interval = mark_interval  # see _mark_referenced; an online GC needs grace >= 2x this
 
     # --- blobs ---------------------------------------------------------------------------------
     async def blob_exists_globally(self, digest: Digest) -> int | None:
@@ -266,13 +266,22 @@ class RegistryStore:
 
     # --- manifests -----------------------------------------------------------------------------
     async def _mark_referenced(self, digest: Digest) -> None:
-        key = blob_ref_key(digest)
+        """Protect existing content from a concurrent GC sweep: unless the content itself or its marker
+        is younger than `mark_interval`, rewrite the marker. A GC whose grace period is at least twice
+        that never sweeps content this touched. New content needs no write; re-referencing old content
+        costs one write per `mark_interval` at most."""
+        now = time.time()
         try:
-            fresh = time.time() - (await self.driver.stat(key)).modified < self.gc_grace / 2
+            if now - (await self.driver.stat(blob_key(digest))).modified < self.mark_interval:
+                return
         except PathNotFoundError:
-            fresh = False
-        if not fresh:
-            await self.driver.put(key, b"")
+            return  # nothing to protect: the reference check (or the write that follows) handles it
+        try:
+            if now - (await self.driver.stat(blob_ref_key(digest))).modified < self.mark_interval:
+                return
+        except PathNotFoundError:
+            pass
+        await self.driver.put(blob_ref_key(digest), b"")
 
     async def check_references(self, name: str, blobs: list[Digest], children: list[Digest]) -> None:
         """Every blob and child manifest a manifest references must be in the repository.

@@ -8,15 +8,13 @@ kept in storage, at startup) and re-reads users and roles on reload (SIGHUP).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import threading
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from config.loader import ConfigError, Settings
+from config.loader import Settings
+from registry import ops
 from registry.access import AUTHORIZER
 from registry.auth.middleware import AUTH, auth_middleware, token_get, token_post
 from registry.auth.service import AuthService
@@ -53,32 +51,8 @@ def setup(app: web.Application, settings: Settings) -> AuthService | None:
         app.cleanup_ctx.append(token_authority)
         app.router.add_get("/auth/token", token_get)
         app.router.add_post("/auth/token", token_post)
-    _on_reload(app, svc)
+    ops.on_reload(app, svc.reload)  # SIGHUP re-reads users and roles (a bad file keeps the old ones)
     return svc
-
-
-def _on_reload(app: web.Application, svc: AuthService) -> None:
-    """Reload with the app's configuration reload when there is one (it owns SIGHUP), else own SIGHUP."""
-    from registry import ops
-
-    if ops.RELOAD_HOOKS in app:
-        ops.on_reload(app, svc.reload)
-        return
-
-    def reload_now() -> None:
-        try:
-            svc.reload()
-        except ConfigError as e:
-            log.error("htpasswd reload refused, keeping the previous users: %s", e)
-
-    async def install(app: web.Application) -> None:
-        if threading.current_thread() is threading.main_thread():
-            try:
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_now)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
-                pass
-
-    app.on_startup.append(install)
 
 
 __all__ = ["AUTH", "AuthService", "setup"]

@@ -83,3 +83,11 @@ def test_push_racing_gc_stays_pullable(trustreg, test_image: Path, tmp_path: Pat
             push()
             assert result["push"].returncode == 0, result["push"].stderr
         skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{target}", f"oci:{tmp_path}/p{round_}:multi")
+
+
+def test_short_grace_needs_offline(trustreg) -> None:
+    server = trustreg()
+    result = subprocess.run([sys.executable, "-m", "registry.cli", "gc", "--config", str(server.config_path),
+                             "--grace", "10"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--offline" in result.stderr
+    assert "0 blobs" in gc(server, "--grace", "0", "--offline")

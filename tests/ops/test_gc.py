@@ -109,6 +109,7 @@ async def test_delete_untagged_keeps_index_children_and_referrers(store: Registr
 async def test_push_racing_the_sweep_keeps_its_blobs(store: RegistryStore) -> None:
     """Blobs uploaded earlier and unreferenced: a manifest push referencing them while GC sweeps
     either succeeds with every blob present or fails cleanly."""
+    store.mark_interval = 0.4  # the registry's side of the protocol; the GC below runs with grace 1 >= 2x
     config, layer = b"race-config", b"race-layer"
     blobs = [await push_blob(store, "race", config), await push_blob(store, "race", layer)]
     await asyncio.sleep(1.1)
