@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 access_log = logging.getLogger("trustreg.access")
 error_log = logging.getLogger("trustreg.error")
 REQUEST_ID = web.RequestKey("request_id", str)
+_ID_PREFIX = f"{uuid.uuid4().hex[:12]}-"  # per process; ids are the prefix and a counter (no urandom per request)
+_ids = itertools.count(1)
 
 
 def _to_registry_error(exc: BaseException) -> RegistryError | None:
@@ -56,7 +59,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Tag each request with an id (the client's `X-Request-Id` or a new one), echoed in the response."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id", "")[:64] or f"{_ID_PREFIX}{next(_ids):x}"
     request[REQUEST_ID] = request_id
     try:
         resp = await handler(request)
