@@ -12,7 +12,9 @@ import errno
 import os
 import shutil
 import stat as stat_module
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TypeVar
 
@@ -28,6 +30,8 @@ from storage.base import (
 
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
+LIST_CACHE_SETTLE = 2.0  # seconds; see FilesystemDriver.list
+LIST_CACHE_SIZE = 1024
 TEMP_PREFIX = ".tmp-"
 
 
@@ -46,6 +50,7 @@ class FilesystemDriver(StorageDriver):
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
+        self._listings: OrderedDict[str, tuple[int, tuple[str, ...]]] = OrderedDict()
 
     # --- helpers -------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -161,7 +166,19 @@ class FilesystemDriver(StorageDriver):
 
     # --- namespace -----------------------------------------------------------------------------
     async def list(self, prefix: str) -> list[str]:
+        """Listings (tags, catalog) are cached per directory and revalidated by one inline `stat` of
+        it: entries added, removed or replaced change the directory's mtime. Only a directory whose
+        mtime is already more than LIST_CACHE_SETTLE seconds old is cached, so a later change can never
+        carry the same (coarse-grained) mtime as the cached listing."""
         path = self._path(prefix)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        cached = self._listings.get(path)
+        if cached is not None and cached[0] == st.st_mtime_ns:
+            self._listings.move_to_end(path)
+            return list(cached[1])
 
         def listdir() -> list[str]:
             try:
@@ -169,7 +186,12 @@ class FilesystemDriver(StorageDriver):
             except (FileNotFoundError, NotADirectoryError):
                 return []
 
-        return await self._run(listdir)
+        names = await self._run(listdir)
+        if time.time() - st.st_mtime > LIST_CACHE_SETTLE:
+            self._listings[path] = (st.st_mtime_ns, tuple(names))
+            if len(self._listings) > LIST_CACHE_SIZE:
+                self._listings.popitem(last=False)
+        return names
 
     async def walk(self, prefix: str) -> AsyncIterator[str]:
         base = self._path(prefix)

@@ -163,3 +163,18 @@ async def test_abort_append(driver: StorageDriver) -> None:
 
 async def test_check(driver: StorageDriver) -> None:
     await driver.check()
+
+
+async def test_list_sees_changes_at_once(driver: StorageDriver) -> None:
+    """Listings may be cached, but never serve a stale view: every change is seen by the next list."""
+    import asyncio
+
+    await driver.put("tags/a", b"1")
+    await asyncio.sleep(2.2)  # let a listing cache settle (filesystem: caches only settled directories)
+    assert await driver.list("tags") == ["a"]
+    assert await driver.list("tags") == ["a"]
+    await driver.put("tags/b", b"2")
+    assert await driver.list("tags") == ["a", "b"]
+    await driver.put("tags/b", b"3")  # replaced
+    await driver.delete("tags/a")
+    assert await driver.list("tags") == ["b"]
