@@ -158,7 +158,8 @@ def iso(ts: float | datetime | None) -> str:
     return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _platform(p: Any) -> str:
+def platform_name(p: Any) -> str:
+    """`os/architecture[/variant]` of an OCI platform object ("" when there is none)."""
     if not isinstance(p, dict):
         return ""
     parts = [str(p.get("os", "")), str(p.get("architecture", ""))]
@@ -257,7 +258,7 @@ class Inspector:
         kind = kind_of(manifest.media_type, doc)
         platforms: list[str] = []
         if kind == "index":
-            platforms = [p for p in (_platform(d.get("platform")) for d in _descriptors(doc.get("manifests"))) if p]
+            platforms = [p for p in (platform_name(d.get("platform")) for d in _descriptors(doc.get("manifests"))) if p]
         elif kind == "image":
             platforms = await self._image_platform(repository, doc)
         size = await self._total_size(repository, manifest, doc, set())
@@ -273,7 +274,7 @@ class Inspector:
             if info.size > MAX_CONFIG:
                 return []
             body = b"".join([c async for c in self.store.read_blob(info)])
-            platform = _platform(json.loads(body))
+            platform = platform_name(json.loads(body))
         except (BlobUnknownError, PathNotFoundError, InvalidReferenceError, ValueError):
             return []
         return [platform] if platform.strip("/") else []

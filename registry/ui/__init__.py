@@ -21,7 +21,7 @@ from aiohttp import web
 
 from registry import api
 from registry.api.access import authenticate, require_pull
-from registry.api.inspect import RepositoryUnknownError, project_json
+from registry.api.inspect import RepositoryUnknownError, platform_name, project_json
 from registry.auth.middleware import AUTH
 from registry.errors import RegistryError
 from registry.handlers.common import parse_digest, parse_page, repo_name
@@ -54,15 +54,6 @@ def filesize(value: Any) -> str:
     return f"{value} B"  # pragma: no cover
 
 
-def platform(value: Any) -> str:
-    if not isinstance(value, dict):
-        return ""
-    parts = [str(value.get("os", "")), str(value.get("architecture", ""))]
-    if value.get("variant"):
-        parts.append(str(value["variant"]))
-    return "/".join(parts)
-
-
 def annotations(value: Any) -> str:
     if not isinstance(value, dict):
         return ""
@@ -79,7 +70,7 @@ def when(value: Any) -> str:
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True, trim_blocks=True)
-    env.filters.update(filesize=filesize, platform=platform, annotations=annotations, when=when)
+    env.filters.update(filesize=filesize, platform=platform_name, annotations=annotations, when=when)
     return env
 
 
