@@ -1,18 +1,27 @@
 """Prometheus metrics: the middleware that counts requests, and the `/metrics` endpoint.
 
-Metric objects are module-level (one set per process). With `http.workers > 1` each worker keeps
-its own counters; scrape each worker or run one worker per container.
+Metric objects are module-level (one set per process). With `http.workers > 1` the supervisor gives
+the workers a shared PROMETHEUS_MULTIPROC_DIR and `/metrics` on any worker answers for all of them.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 REQUESTS = Counter("trustreg_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram(
@@ -23,7 +32,9 @@ LATENCY = Histogram(
 )
 BYTES_IN = Counter("trustreg_http_received_bytes_total", "Request body bytes received", ["route"])
 BYTES_OUT = Counter("trustreg_http_sent_bytes_total", "Response bytes sent", ["route"])
-UPLOADS_OPEN = Gauge("trustreg_upload_sessions_open", "Upload sessions started and not yet finished in this process")
+UPLOADS_OPEN = Gauge(
+    "trustreg_upload_sessions_open", "Upload sessions open in storage (all processes)", multiprocess_mode="max"
+)
 TRUST_DECISIONS = Counter(
     "trustreg_content_trust_decisions_total", "Content-trust gate decisions", ["result", "reason"]
 )
@@ -67,4 +78,14 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    """Prometheus text format; the open-uploads gauge is read from storage's upload index on scrape."""
+    from registry.handlers.common import STORE
+
+    UPLOADS_OPEN.set(await request.app[STORE].open_uploads())
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several workers: aggregate every process's files
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+
+from prometheus_client import multiprocess
 
 log = logging.getLogger("trustreg")
 WORKER_ENV = "TRUSTREG_WORKER"
@@ -23,7 +27,15 @@ def is_worker() -> bool:
 def supervise(count: int, argv: list[str]) -> int:
     """Run `count` copies of this command as workers until told to stop; returns the exit code."""
     cmd = [sys.executable, "-m", "registry.cli", *argv]
-    env = {**os.environ, WORKER_ENV: "1"}
+    metrics_dir = tempfile.mkdtemp(prefix="trustreg-metrics-")  # prometheus multiprocess mode
+    env = {**os.environ, WORKER_ENV: "1", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    try:
+        return _supervise(count, cmd, env, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(count: int, cmd: list[str], env: dict[str, str], metrics_dir: str) -> int:
     workers: list[tuple[subprocess.Popen, float]] = [(subprocess.Popen(cmd, env=env), time.monotonic())
                                                      for _ in range(count)]
     stopping = False
@@ -55,4 +67,5 @@ def supervise(count: int, argv: list[str]) -> int:
                     other.wait()
                 return code or 1
             log.warning("worker %d exited with %s; restarting", proc.pid, code)
+            multiprocess.mark_process_dead(proc.pid, path=metrics_dir)
             workers[i] = (subprocess.Popen(cmd, env=env), time.monotonic())

@@ -243,6 +243,10 @@ class RegistryStore:
         await self.link_blob(name, expected)
         return BlobInfo(expected, size, blob_key(expected))
 
+    async def open_uploads(self) -> int:
+        """How many upload sessions are open, across every process sharing this storage."""
+        return len(await self.driver.list("uploads"))
+
     async def cancel_upload(self, name: str, upload_id: str) -> None:
         key = self._upload_key(name, upload_id)
         await self.upload_size(name, upload_id)

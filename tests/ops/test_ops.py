@@ -62,6 +62,9 @@ async def test_metrics(client: TestClient) -> None:
     assert "trustreg_http_request_duration_seconds_bucket" in text
     assert 'trustreg_storage_operation_seconds_count{driver="filesystem",operation="append"}' in text
     assert 'trustreg_http_received_bytes_total{route="/v2/{name}/blobs/uploads/"}' in text
+    await client.post("/v2/m/blobs/uploads/")  # one session left open
+    text = await (await client.get("/metrics")).text()
+    assert "trustreg_upload_sessions_open 1.0" in text
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -127,6 +130,10 @@ def test_two_workers_share_the_port(trustreg) -> None:
         assert status == 200 and body == data
     status, body = _get(f"{server.url}/metrics")
     assert status == 200
+    # Any worker answers for all of them (prometheus multiprocess mode): the 40 pushes add up.
+    line = 'trustreg_http_requests_total{method="POST",route="/v2/{name}/blobs/uploads/",status="201"}'
+    counts = [float(x.rsplit(" ", 1)[1]) for x in body.decode().splitlines() if x.startswith(line)]
+    assert counts == [40.0], body.decode()[:2000]
     # Every worker is a separate process; each answers /healthz.
     for _ in range(20):
         pids.add(_get(f"{server.url}/healthz")[1])
