@@ -32,37 +32,12 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchlib import free_port, rss_bytes  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from tests.reliability.support import TrustPublisher, publish_http, push_image  # noqa: E402
 
 SERVER_NAME = "registry.bench"
 REPO = "secure/app"
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set of a process and its children (workers), KiB."""
-    total = 0
-    pids = [pid]
-    try:
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
 
 
 class RssSampler(threading.Thread):
@@ -74,7 +49,7 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            self.samples.append(rss_kib(self.pid))
+            self.samples.append(rss_bytes(self.pid) // 1024)
 
 
 def start(workdir: Path, workers: int) -> tuple[subprocess.Popen, str]:
@@ -182,7 +157,7 @@ def main() -> int:
     proc, url = start(workdir, args.workers)
     try:
         target = asyncio.run(prepare(url))
-        idle = rss_kib(proc.pid)
+        idle = rss_bytes(proc.pid) // 1024
         sampler = RssSampler(proc.pid)
         sampler.start()
         if shutil.which("wrk"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.s3server import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 HARNESS = SHARED / "harness"
@@ -35,12 +36,6 @@ def require(*binaries: str) -> None:
         if os.environ.get("TRUSTREG_REQUIRE_E2E") == "1":
             pytest.fail(f"required client binaries missing: {missing}")
         pytest.skip(f"client binaries missing: {missing}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
