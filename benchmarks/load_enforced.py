@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchlib import free_port, rss_bytes  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from tests.reliability.support import TrustPublisher, publish_http, push_image  # noqa: E402
 
 SERVER_NAME = "registry.bench"
