@@ -314,16 +314,7 @@ class S3Driver(StorageDriver):
         return Stat(size=int(head["ContentLength"]), modified=head["LastModified"].timestamp())
 
     async def get(self, key: str) -> bytes:
-        full = self._full(key)
-
-        def read() -> bytes:
-            body = self._client.get_object(Bucket=self.bucket, Key=full)["Body"]
-            try:
-                return body.read()
-            finally:
-                body.close()
-
-        return await self._run(read, key=key)
+        return await self._get_raw(self._full(key), key)
 
     async def put(self, key: str, data: bytes) -> None:
         await self._call("put_object", key, Key=self._full(key), Body=data)
