@@ -27,7 +27,6 @@ DOCKER_SCHEMA1 = (
 )
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-MANIFEST_TYPES = INDEX_TYPES + IMAGE_TYPES
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 # Layers whose bytes live elsewhere (they carry `urls`); a registry need not hold them.

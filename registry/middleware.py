@@ -17,7 +17,6 @@ from storage.references import InvalidReferenceError
 from storage.store import StoreError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-access_log = logging.getLogger("trustreg.access")
 error_log = logging.getLogger("trustreg.error")
 REQUEST_ID = web.RequestKey("request_id", str)
 _ID_PREFIX = f"{uuid.uuid4().hex[:12]}-"  # per process; ids are the prefix and a counter (no urandom per request)

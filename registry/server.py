@@ -49,7 +49,7 @@ async def serve_until_signalled(
     runner = web.AppRunner(
         app,
         access_log_class=RequestLogger,
-        access_log=logging.getLogger("trustreg.access"),
+        access_log=logging.getLogger("trustreg.access"),  # RequestLogger writes here
         handle_signals=False,
         handler_cancellation=True,
         shutdown_timeout=drain_timeout,

@@ -66,9 +66,6 @@ class CheckReport:
         """True when nothing is left broken (repaired problems count as fixed)."""
         return all(p.repaired for p in self.problems)
 
-    def of_kind(self, kind: str) -> list[Problem]:
-        return [p for p in self.problems if p.kind == kind]
-
     def summary(self) -> str:
         repaired = sum(p.repaired for p in self.problems)
         return (

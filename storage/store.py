@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from storage.base import OffsetMismatchError, PathNotFoundError, StorageDriver
 from storage.references import Digest, validate_name, validate_tag
 
-HASH_CHUNK = 1 << 20
-
 
 class StoreError(Exception):
     """Base of registry-semantic errors; `code` is the OCI error code the HTTP layer answers."""
@@ -48,10 +46,6 @@ class BlobUnknownError(StoreError):
 
 class ManifestUnknownError(StoreError):
     code = "MANIFEST_UNKNOWN"
-
-
-class NameUnknownError(StoreError):
-    code = "NAME_UNKNOWN"
 
 
 class ManifestBlobUnknownError(StoreError):

@@ -155,10 +155,6 @@ class AuthService:
         """The Authorizer protocol: may the request's principal `action` on `repository`?"""
         return self.policy.allows(request.get(PRINCIPAL), repository, action)
 
-    async def may(self, request: web.Request, repository: str, action: str) -> bool:
-        """Same as `allowed`; the name the content-trust gate uses."""
-        return await self.allowed(request, repository, action)
-
     def authorize(self, req: Requirement, principal: str | None, grant: TokenGrant | None,
                   host: str, scheme: str) -> None:
         """Raise 401/403 unless `principal` (holding `grant` in token mode) meets `req`."""

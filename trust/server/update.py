@@ -59,10 +59,6 @@ class ValidatedUpdate:
     posted: dict[str, Metadata[Any]] = field(default_factory=dict)  # validated posted roles
     files: dict[str, bytes] = field(default_factory=dict)  # root/targets/delegations after the update
 
-    @property
-    def snapshot_posted(self) -> bool:
-        return SNAPSHOT in self.posted
-
 
 def _validate_root(gun: str, data: bytes, current: Metadata[Root] | None, now: datetime) -> Metadata[Root]:
     try:
