@@ -119,13 +119,14 @@ def test_sigterm_drains_in_flight_requests(trustreg) -> None:
 
 def test_two_workers_share_the_port(trustreg) -> None:
     server: Server = trustreg({"http": {"workers": 2}})
-    pids = set()
+    answered_by = set()  # request ids start with a per-process prefix
     for i in range(40):
         data = f"worker blob {i}".encode()
         req = urllib.request.Request(
             f"{server.url}/v2/w/blobs/uploads/?digest={digest_of(data)}", data=data, method="POST")
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 201
+            answered_by.add(resp.headers["X-Request-Id"].split("-")[0])
         status, body = _get(f"{server.url}/v2/w/blobs/{digest_of(data)}")
         assert status == 200 and body == data
     status, body = _get(f"{server.url}/metrics")
@@ -134,12 +135,9 @@ def test_two_workers_share_the_port(trustreg) -> None:
     line = 'trustreg_http_requests_total{method="POST",route="/v2/{name}/blobs/uploads/",status="201"}'
     counts = [float(x.rsplit(" ", 1)[1]) for x in body.decode().splitlines() if x.startswith(line)]
     assert counts == [40.0], body.decode()[:2000]
-    # Every worker is a separate process; each answers /healthz.
-    for _ in range(20):
-        pids.add(_get(f"{server.url}/healthz")[1])
-    assert json.loads(next(iter(pids)))["status"] == "ok"
     children = [line for line in server.log().splitlines() if "listening on" in line]
     assert len(children) == 2, server.log()
+    assert len(answered_by) == 2  # both workers served requests on the shared port
 
 
 def test_json_logs_carry_the_request_id(trustreg) -> None:
