@@ -449,15 +449,17 @@ async def test_invalid_names_never_touch_storage(client: TestClient, tmp_path) -
     assert resp.status == 400
 
 
-async def test_blob_stored_once(client: TestClient, tmp_path) -> None:
+async def test_blob_stored_once(client: TestClient, make_driver) -> None:
     data = b"dedup" * 1000
     await push_blob(client, "one", data)
     await push_blob(client, "two", data)
     hex_ = hashlib.sha256(data).hexdigest()
-    root = tmp_path / "data"
-    if root.exists():
-        found = [p for p in root.rglob("data") if p.parent.name == hex_]
-        assert len(found) == 1
+    driver = make_driver()
+    try:
+        keys = [k async for k in driver.walk("blobs") if f"/{hex_}/" in k and k.endswith("/data")]
+    finally:
+        await driver.close()
+    assert keys == [f"blobs/sha256/{hex_[:2]}/{hex_}/data"]
 
 
 async def test_filesystem_blobs_go_out_with_sendfile(client: TestClient, make_driver, monkeypatch) -> None:
