@@ -1,19 +1,19 @@
 """Manifest parsing and validation, independent of HTTP.
 
-Known media types are validated against JSON schemas (registry/schemas/); any other media type is
-accepted as an artifact manifest if it is a JSON object. References (config, layers, index children)
-are returned so the caller can check they exist in the repository.
+Image manifests and indexes (OCI and Docker schema 2) are checked field by field against the
+image-spec's rules for their properties and descriptors; any other media type is accepted as an
+artifact manifest if it is a JSON object. Written out rather than run through a JSON-schema engine:
+it sits on every manifest push, and costs microseconds instead of a tenth of a millisecond.
+References (config, layers, index children) are returned so the caller can check they exist in the
+repository.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
-
-import jsonschema
 
 from storage.references import Digest, InvalidReferenceError
 
@@ -37,12 +37,8 @@ FOREIGN_LAYER_TYPES = (
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 )
 
-_SCHEMA_FILES = {
-    OCI_MANIFEST: "oci-image-manifest.json",
-    DOCKER_MANIFEST: "oci-image-manifest.json",
-    OCI_INDEX: "oci-image-index.json",
-    DOCKER_LIST: "oci-image-index.json",
-}
+# RFC 6838 type/subtype, as the image-spec's descriptor schema restricts it.
+MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
 class ManifestInvalidError(ValueError):
@@ -59,19 +55,101 @@ class ParsedManifest:
     annotations: dict[str, str] | None = None
 
 
-@cache
-def _schema(filename: str) -> dict[str, Any]:
-    return json.loads(resources.files("registry").joinpath("schemas", filename).read_text())
+def _invalid(where: str, message: str) -> ManifestInvalidError:
+    return ManifestInvalidError(f"{where}: {message}")
 
 
-@cache
-def _validator(filename: str) -> jsonschema.protocols.Validator:
-    """One validator per schema, checked and built once: `jsonschema.validate` re-checks the schema
-    against its metaschema and builds a new validator on every call (milliseconds per manifest)."""
-    schema = _schema(filename)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+def _is_integer(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer()
+    )
+
+
+def _optional_string(obj: dict[str, Any], key: str, where: str) -> None:
+    if key in obj and not isinstance(obj[key], str):
+        raise _invalid(f"{where}{key}", "must be a string")
+
+
+def _check_annotations(obj: dict[str, Any], where: str) -> None:
+    annotations = obj.get("annotations")
+    if annotations is None and "annotations" not in obj:
+        return
+    if not isinstance(annotations, dict):
+        raise _invalid(f"{where}annotations", "must be an object")
+    for key, value in annotations.items():
+        if not isinstance(value, str):
+            raise _invalid(f"{where}annotations/{key}", "must be a string")
+
+
+def _check_descriptor(desc: Any, where: str, strict_media_type: bool = True) -> None:
+    """A content descriptor: mediaType, digest (its grammar is checked by `_digest`), size >= 0."""
+    if not isinstance(desc, dict):
+        raise _invalid(where, "must be a descriptor object")
+    for key in ("mediaType", "digest", "size"):
+        if key not in desc:
+            raise _invalid(where, f"{key!r} is a required property")
+    media_type = desc["mediaType"]
+    if not isinstance(media_type, str):
+        raise _invalid(f"{where}/mediaType", "must be a string")
+    if strict_media_type and not MEDIA_TYPE_RE.fullmatch(media_type):
+        raise _invalid(f"{where}/mediaType", f"{media_type[:200]!r} is not a media type")
+    if not isinstance(desc["digest"], str):
+        raise _invalid(f"{where}/digest", "must be a string")
+    size = desc["size"]
+    if not _is_integer(size) or size < 0:
+        raise _invalid(f"{where}/size", "must be a non-negative integer")
+    urls = desc.get("urls")
+    if "urls" in desc and not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
+        raise _invalid(f"{where}/urls", "must be an array of strings")
+    _optional_string(desc, "artifactType", f"{where}/")
+    _optional_string(desc, "data", f"{where}/")
+    _check_annotations(desc, f"{where}/")
+
+
+def _check_common(doc: dict[str, Any]) -> None:
+    version = doc.get("schemaVersion")
+    if "schemaVersion" not in doc:
+        raise _invalid("(root)", "'schemaVersion' is a required property")
+    if not _is_integer(version) or version != 2:
+        raise _invalid("schemaVersion", "must be 2")
+    _optional_string(doc, "mediaType", "")
+    _optional_string(doc, "artifactType", "")
+    _check_annotations(doc, "")
+
+
+def _check_image(doc: dict[str, Any]) -> None:
+    _check_common(doc)
+    for key in ("config", "layers"):
+        if key not in doc:
+            raise _invalid("(root)", f"{key!r} is a required property")
+    _check_descriptor(doc["config"], "config")
+    if not isinstance(doc["layers"], list):
+        raise _invalid("layers", "must be an array")
+    for i, layer in enumerate(doc["layers"]):
+        _check_descriptor(layer, f"layers/{i}")
+    if "subject" in doc:
+        _check_descriptor(doc["subject"], "subject")
+
+
+def _check_index(doc: dict[str, Any]) -> None:
+    _check_common(doc)
+    if "manifests" not in doc:
+        raise _invalid("(root)", "'manifests' is a required property")
+    if not isinstance(doc["manifests"], list):
+        raise _invalid("manifests", "must be an array")
+    for i, child in enumerate(doc["manifests"]):
+        where = f"manifests/{i}"
+        _check_descriptor(child, where, strict_media_type=False)
+        if "platform" in child:
+            platform = child["platform"]
+            if not isinstance(platform, dict):
+                raise _invalid(f"{where}/platform", "must be an object")
+            for key in ("architecture", "os"):
+                if not isinstance(platform.get(key), str):
+                    raise _invalid(f"{where}/platform/{key}", "is required and must be a string")
+    subject = doc.get("subject")
+    if "subject" in doc and not (isinstance(subject, dict) and {"mediaType", "digest", "size"} <= subject.keys()):
+        raise _invalid("subject", "must be a descriptor object")
 
 
 def _digest(value: Any, where: str) -> Digest:
@@ -104,16 +182,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         raise ManifestInvalidError("Docker schema 1 manifests are not supported; push schema 2 or OCI")
 
     parsed = ParsedManifest(media_type=media_type)
-    schema_file = _SCHEMA_FILES.get(media_type)
-    if schema_file is not None:
-        try:
-            error = jsonschema.exceptions.best_match(_validator(schema_file).iter_errors(doc))
-            if error is not None:
-                raise error
-        except jsonschema.ValidationError as e:
-            path = "/".join(str(p) for p in e.absolute_path) or "(root)"
-            raise ManifestInvalidError(f"{path}: {e.message}") from e
     if media_type in IMAGE_TYPES:
+        _check_image(doc)
         parsed.blobs.append(_digest(doc["config"]["digest"], "config"))
         for i, layer in enumerate(doc["layers"]):
             if layer.get("mediaType") in FOREIGN_LAYER_TYPES and layer.get("urls"):
@@ -121,6 +191,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
             parsed.blobs.append(_digest(layer["digest"], f"layers/{i}"))
         parsed.artifact_type = doc.get("artifactType") or doc["config"].get("mediaType")
     elif media_type in INDEX_TYPES:
+        _check_index(doc)
         for i, child in enumerate(doc["manifests"]):
             parsed.children.append(_digest(child["digest"], f"manifests/{i}"))
         parsed.artifact_type = doc.get("artifactType")

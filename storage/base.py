@@ -5,7 +5,7 @@ before they become keys). Registry semantics (blobs, links, tags, uploads, trust
 driver in `storage.registry_store`, written once for every driver.
 
 Rules every driver keeps:
-- `put`, `put_stream` and `move` are atomic: a reader sees the old object or the new one, never a torn
+- `put`, `put_many`, `put_stream` and `move` are atomic: a reader sees the old object or the new one, never a torn
   one, even if the process is killed mid-write.
 - Nothing is buffered whole in memory except objects read with `get` (small metadata only).
 - A missing key raises `PathNotFoundError`; an unreachable backend raises `StorageUnavailableError`.
@@ -17,7 +17,8 @@ Rules every driver keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterable, AsyncIterator
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 
@@ -75,6 +76,13 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     async def put(self, key: str, data: bytes) -> None:
         """Atomically create or replace an object with `data`."""
+
+    async def put_many(self, batches: Sequence[Sequence[tuple[str, bytes]]]) -> None:
+        """Atomically write small objects batch by batch: every object of a batch is durable before
+        any object of a later batch appears (a manifest's content before the tag naming it). Within
+        a batch the objects may appear in any order. Drivers override this to save round trips."""
+        for batch in batches:
+            await asyncio.gather(*(self.put(key, data) for key, data in batch))
 
     # --- streams -------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -15,7 +15,7 @@ import stat as stat_module
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from storage.base import (
@@ -77,19 +77,34 @@ class FilesystemDriver(StorageDriver):
     def _temp_for(self, path: str) -> str:
         return os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}{uuid.uuid4().hex}")
 
-    def _write_atomic(self, path: str, data: bytes) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = self._temp_for(path)
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        _fsync_dir(os.path.dirname(path))
+    def _write_batches(self, batches: Sequence[Sequence[tuple[str, bytes]]]) -> None:
+        """Per batch: write and fsync every temp file, rename each over its destination, then fsync
+        each destination directory, so the whole batch is durable before the next one starts.
+        Plain `os` calls: this runs for every manifest push, and each syscall is a GIL round trip."""
+        for batch in batches:
+            staged: list[tuple[str, str]] = []
+            try:
+                for path, data in batch:
+                    tmp = self._temp_for(path)
+                    try:
+                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                    except FileNotFoundError:
+                        os.makedirs(os.path.dirname(path), exist_ok=True)
+                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                    staged.append((tmp, path))
+                    try:
+                        _write_all(fd, data)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                for tmp, path in staged:
+                    os.replace(tmp, path)
+            except BaseException:
+                for tmp, _ in staged:  # the ones already renamed are gone: unlinking them is a no-op
+                    _unlink_quietly(tmp)
+                raise
+            for directory in dict.fromkeys(os.path.dirname(path) for path, _ in batch):
+                _fsync_dir(directory)
 
     # --- small objects -------------------------------------------------------------------------
     # Metadata reads run inline on the event loop: a page-cached read of a tiny file (tags, links,
@@ -117,7 +132,12 @@ class FilesystemDriver(StorageDriver):
             raise _translate(e) from e
 
     async def put(self, key: str, data: bytes) -> None:
-        await self._run(self._write_atomic, self._path(key), data)
+        await self._run(self._write_batches, [[(self._path(key), data)]])
+
+    async def put_many(self, batches: Sequence[Sequence[tuple[str, bytes]]]) -> None:
+        """One trip to the thread pool for all the batches (see `_write_batches`)."""
+        paths = [[(self._path(key), data) for key, data in batch] for batch in batches]
+        await self._run(self._write_batches, paths)
 
     # --- streams -------------------------------------------------------------------------------
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
@@ -292,6 +312,12 @@ class FilesystemDriver(StorageDriver):
                 raise StorageUnavailableError(f"storage root {self.root} is not usable: {e.strerror}") from e
 
         await self._run(probe)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _flush_and_sync(f) -> None:  # type: ignore[no-untyped-def]

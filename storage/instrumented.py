@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from prometheus_client import Histogram
@@ -48,6 +48,10 @@ class InstrumentedDriver(StorageDriver):
     async def put(self, key: str, data: bytes) -> None:
         with self._timed("put"):
             await self.inner.put(key, data)
+
+    async def put_many(self, batches: Sequence[Sequence[tuple[str, bytes]]]) -> None:
+        with self._timed("put_many"):
+            await self.inner.put_many(batches)
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         with self._timed("put_stream"):

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
-from storage.base import OffsetMismatchError, PathNotFoundError, StorageDriver
+from storage.base import OffsetMismatchError, PathNotFoundError, Stat, StorageDriver
 from storage.references import Digest, validate_name, validate_tag
 
 
@@ -115,7 +115,8 @@ class RegistryStore:
         self._hash_states: dict[str, _HashState] = {}
         self._manifest_cache: OrderedDict[str, bytes] = OrderedDict()
         self._manifest_cache_size = manifest_cache_size
-        self.mark_interval = mark_interval  # see _mark_referenced; an online GC needs grace >= 2x this
+        self._indexed: set[str] = set()  # repositories known to be in the catalog index
+        self.mark_interval = mark_interval  # see _stat_referenced; an online GC needs grace >= 2x this
 
     # --- blobs ---------------------------------------------------------------------------------
     async def blob_exists_globally(self, digest: Digest) -> int | None:
@@ -263,35 +264,46 @@ class RegistryStore:
             raise
 
     # --- manifests -----------------------------------------------------------------------------
-    async def _mark_referenced(self, digest: Digest) -> None:
-        """Protect existing content from a concurrent GC sweep: unless the content itself or its marker
-        is younger than `mark_interval`, rewrite the marker. A GC whose grace period is at least twice
-        that never sweeps content this touched. New content needs no write; re-referencing old content
-        costs one write per `mark_interval` at most."""
-        now = time.time()
+    async def _stat_referenced(self, digest: Digest) -> Stat | None:
+        """Stat content a manifest references (None if absent), protecting it from a concurrent GC
+        sweep: unless the content itself or its marker is younger than `mark_interval`, the marker is
+        rewritten and the content confirmed afterwards. A GC whose grace period is at least twice
+        that never sweeps content this touched (it re-reads the marker after moving content aside).
+        Young content costs one stat; old content one marker write per `mark_interval` at most."""
         try:
-            if now - (await self.driver.stat(blob_key(digest))).modified < self.mark_interval:
-                return
+            st = await self.driver.stat(blob_key(digest))
         except PathNotFoundError:
-            return  # nothing to protect: the reference check (or the write that follows) handles it
+            return None  # nothing to protect: the reference check (or the write that follows) handles it
+        now = time.time()
+        if now - st.modified < self.mark_interval:
+            return st
         try:
             if now - (await self.driver.stat(blob_ref_key(digest))).modified < self.mark_interval:
-                return
+                return st
         except PathNotFoundError:
             pass
         await self.driver.put(blob_ref_key(digest), b"")
+        try:  # a sweep that moved the content aside before the marker landed has not put it back
+            return await self.driver.stat(blob_key(digest))
+        except PathNotFoundError:
+            return None
+
+    async def _check_blob(self, name: str, digest: Digest) -> None:
+        link = f"{repo_key(name)}/_layers/{digest.algorithm}/{digest.hex}"
+        try:
+            await self.driver.stat(link)
+        except PathNotFoundError:
+            raise ManifestBlobUnknownError(
+                f"blob {digest} is not in repository {name}", {"digest": str(digest)}
+            ) from None
+        if await self._stat_referenced(digest) is None:
+            raise ManifestBlobUnknownError(f"blob {digest} is not in repository {name}", {"digest": str(digest)})
 
     async def check_references(self, name: str, blobs: list[Digest], children: list[Digest]) -> None:
-        """Every blob and child manifest a manifest references must be in the repository.
-        Blob markers are refreshed first, so a concurrent garbage collection either keeps the blobs
-        or this check fails cleanly (see storage.gc)."""
-        await asyncio.gather(*(self._mark_referenced(d) for d in blobs))
-        results = await asyncio.gather(*(self.stat_blob(name, d) for d in blobs), return_exceptions=True)
-        for digest, result in zip(blobs, results, strict=True):
-            if isinstance(result, BlobUnknownError):
-                raise ManifestBlobUnknownError(f"blob {digest} is not in repository {name}", {"digest": str(digest)})
-            if isinstance(result, BaseException):
-                raise result
+        """Every blob and child manifest a manifest references must be in the repository. Blob
+        markers are refreshed as they are checked, so a concurrent garbage collection either keeps
+        the blobs or this check fails cleanly (see storage.gc)."""
+        await asyncio.gather(*(self._check_blob(name, d) for d in blobs))
         present = await asyncio.gather(*(self.has_manifest(name, d) for d in children))
         for digest, ok in zip(children, present, strict=True):
             if not ok:
@@ -353,20 +365,16 @@ class RegistryStore:
         subject: dict | None,
         referrer_descriptor: dict | None,
     ) -> None:
-        """Store a validated manifest: content, revision link, referrer entry, then tags (last, so a
-        tag never points at something not yet stored)."""
-        await self._mark_referenced(digest)  # a concurrent GC keeps (or restores) the content
-        if await self.blob_exists_globally(digest) is None:
-            await self.driver.put(blob_key(digest), body)
-        self._remember_manifest(digest, body)
-        await self.driver.put(self._revision_key(name, digest), json.dumps({"mediaType": media_type}).encode())
+        """Store a validated manifest: content, then its revision link and referrer entry, then tags
+        (last, so a tag never points at something not yet stored); one driver call for all of it."""
+        content = [] if await self._stat_referenced(digest) is not None else [(blob_key(digest), body)]
+        links = [(self._revision_key(name, digest), json.dumps({"mediaType": media_type}).encode())]
         if subject is not None and referrer_descriptor is not None:
             subject_digest = Digest.parse(subject["digest"])
-            await self.driver.put(
-                self._referrer_key(name, subject_digest, digest), json.dumps(referrer_descriptor).encode()
-            )
-        for tag in tags:
-            await self.driver.put(self._tag_key(name, tag), str(digest).encode())
+            links.append((self._referrer_key(name, subject_digest, digest), json.dumps(referrer_descriptor).encode()))
+        tag_links = [(self._tag_key(name, tag), str(digest).encode()) for tag in tags]
+        await self.driver.put_many([batch for batch in (content, links, tag_links) if batch])
+        self._remember_manifest(digest, body)
         await self._index_repository(name)
 
     async def tag_modified(self, name: str, tag: str) -> float:
@@ -408,11 +416,16 @@ class RegistryStore:
         return sorted(n.replace("+", "/") for n in await self.driver.list("index/repositories"))
 
     async def _index_repository(self, name: str) -> None:
+        """Make sure the catalog lists `name`. Catalog entries are never removed, so a name seen
+        indexed once needs no further look."""
+        if name in self._indexed:
+            return
         key = f"index/repositories/{validate_name(name).replace('/', '+')}"
         try:
             await self.driver.stat(key)
         except PathNotFoundError:
             await self.driver.put(key, name.encode())
+        self._indexed.add(name)
 
     def _referrer_key(self, name: str, subject: Digest, referrer: Digest) -> str:
         return (

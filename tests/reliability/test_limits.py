@@ -19,6 +19,7 @@ import storage.filesystem
 from registry import notary_api
 from storage.check import check_storage
 from storage.filesystem import FilesystemDriver
+from storage.filesystem import _write_all as real_write_all
 from tests.e2e.conftest import Server
 from tests.helpers import OCI_MANIFEST, digest_of, image_manifest
 from tests.reliability.server import Reply, ThreadedServer
@@ -125,8 +126,8 @@ def test_stalled_body_is_cut_off_with_408(stall_server: Server, kind: str) -> No
 
 # --- full disk -----------------------------------------------------------------------------------
 class FullDisk:
-    """`open` for the filesystem driver whose writable files fail with ENOSPC once `budget` bytes
-    (over all files) are used up."""
+    """`open` (and the descriptor writer `_write_all`) for the filesystem driver: writes fail with
+    ENOSPC once `budget` bytes (over all files) are used up."""
 
     def __init__(self, budget: float) -> None:
         self.budget = budget
@@ -135,6 +136,15 @@ class FullDisk:
         f = open(path, mode, *args, **kwargs)  # noqa: SIM115 - returned wrapped, closed by the caller
         return _LimitedFile(f, self) if any(c in mode for c in "wa+") else f
 
+    def write_all(self, fd: int, data: bytes) -> None:
+        self.spend(len(data))
+        real_write_all(fd, data)
+
+    def spend(self, size: int) -> None:
+        if size > self.budget:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.budget -= size
+
 
 class _LimitedFile:
     def __init__(self, f: Any, disk: FullDisk) -> None:
@@ -142,9 +152,7 @@ class _LimitedFile:
         self._disk = disk
 
     def write(self, data: bytes) -> int:
-        if len(data) > self._disk.budget:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self._disk.budget -= len(data)
+        self._disk.spend(len(data))
         return self._f.write(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -161,6 +169,7 @@ class _LimitedFile:
 def disk(monkeypatch: pytest.MonkeyPatch) -> FullDisk:
     full = FullDisk(float("inf"))
     monkeypatch.setattr(storage.filesystem, "open", full, raising=False)
+    monkeypatch.setattr(storage.filesystem, "_write_all", full.write_all)
     return full
 
 

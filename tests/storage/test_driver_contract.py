@@ -33,6 +33,13 @@ async def test_put_replaces(driver: StorageDriver) -> None:
     assert (await driver.stat("k")).size == 4
 
 
+async def test_put_many_writes_every_batch(driver: StorageDriver) -> None:
+    await driver.put("m/tag", b"old")
+    await driver.put_many([[("m/content", b"body"), ("m/sub/link", b"L")], [("m/tag", b"new")]])
+    assert [await driver.get(k) for k in ("m/content", "m/sub/link", "m/tag")] == [b"body", b"L", b"new"]
+    assert await driver.list("m") == ["content", "sub", "tag"]
+
+
 async def test_missing_raises(driver: StorageDriver) -> None:
     with pytest.raises(PathNotFoundError):
         await driver.get("nope")
