@@ -16,7 +16,10 @@ Caches: Notary keeps its verified trust data per repository (see trust.sources.n
 at once by a publish through this process (`invalidate`), and otherwise confirmed against the stored
 trust pointer (one small read) at most every `recheck` seconds, so a publish through another process
 takes effect within that interval (the registry uses 0.1 s; a moved tag is always seen at once, since
-the tag is resolved on every request and compared with the signed digest). cosign and
+the tag is resolved on every request and compared with the signed digest). A Notary acceptance is
+remembered per (repository, tag, digest, length) for as long as the verification it came from would
+be returned without a storage read (`NotarySource.confirms`), so a repeated pull of a signed image
+skips the rule evaluation; any change that ends that verification ends the acceptance. cosign and
 notation verdicts are cached per (policy version, requirement, repository, manifest digest, set of
 signature artifact digests): the set is read on every decision (one referrers listing, two tag
 reads), so a newly pushed signature is seen at once; an acceptance also ends when a certificate or
@@ -90,6 +93,8 @@ class ContentTrustGate:
         self.on_cache = on_cache or (lambda hit: None)
         self._cache_size = cache_size
         self._verdicts: OrderedDict[tuple[Any, ...], _CachedResult] = OrderedDict()
+        # Notary acceptances: (repository, tag, digest, length) -> the verification that accepted
+        self._accepted: OrderedDict[tuple[str, str | None, Any, int], Verification] = OrderedDict()
         self.notary = NotarySource(store, source, policy, lambda: self.clock(), cache_size, self._count, recheck)
         self.sources: dict[str, SignatureSource] = {
             "notary": self.notary,
@@ -134,6 +139,11 @@ class ContentTrustGate:
         ct = self.enforced(repository)
         if ct is None or push_holder_head:
             return SERVED
+        key = (repository, tag, manifest.digest, len(manifest.body))
+        accepted = self._accepted.get(key)
+        if accepted is not None and self.notary.confirms(repository, accepted):
+            self._count(True)
+            return SERVED
         if _SIGNATURE_HINTS.search(manifest.body) and is_signature_artifact(manifest, tag):
             return SERVED
         subject = Subject(self.store, repository, tag, manifest)
@@ -141,9 +151,17 @@ class ContentTrustGate:
         for requirement in ct.require_any:
             result = await self._check(subject, requirement)
             if result.accepted:
+                if isinstance(result.basis, Verification):
+                    self._remember_acceptance(key, result.basis)
                 return SERVED
             refusals.append((requirement, result))
         return self._refuse(subject, refusals)
+
+    def _remember_acceptance(self, key: tuple[str, str | None, Any, int], verification: Verification) -> None:
+        self._accepted[key] = verification
+        self._accepted.move_to_end(key)
+        if len(self._accepted) > self._cache_size:
+            self._accepted.popitem(last=False)
 
     async def _check(self, subject: Subject, requirement: Requirement) -> SourceResult:
         source = self.sources[requirement.kind]

@@ -220,3 +220,88 @@ async def test_recheck_interval_bounds_storage_reads(store, trust_dir) -> None:
     gate.invalidate(REPO)
     assert not (await gate.decide(REPO, "latest", m)).served
     assert source.loads == 2
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def remembering_gate(store, trust_dir, config: dict | None = None) -> tuple[ContentTrustGate, Clock]:
+    """A gate that remembers Notary acceptances (recheck interval), with a clock the test moves."""
+    clock = Clock(NOW)
+    gate = ContentTrustGate(store, DirectorySource(trust_dir), PolicyHolder(Policy.from_config(config or ENFORCED)),
+                            clock, recheck=3600)
+    return gate, clock
+
+
+def forbid_source_checks(gate: ContentTrustGate) -> None:
+    async def fail(*args, **kwargs):
+        raise AssertionError("the Notary source was asked again")
+
+    gate.notary.check = fail  # type: ignore[method-assign]
+
+
+async def test_repeated_signed_pull_is_served_from_the_remembered_acceptance(store, trust_dir) -> None:
+    gate, _ = remembering_gate(store, trust_dir)
+    m = await manifest(store, "latest")
+    assert (await gate.decide(REPO, "latest", m)).served
+    assert (await gate.decide(REPO, None, m)).served  # by digest: a separate acceptance
+    forbid_source_checks(gate)
+    hits = gate.cache_hits
+    assert (await gate.decide(REPO, "latest", m)).served
+    assert (await gate.decide(REPO, None, m)).served
+    assert gate.cache_hits == hits + 2
+
+
+async def test_remembered_acceptance_ends_with_its_verification(store, trust_dir) -> None:
+    gate, _ = remembering_gate(store, trust_dir)
+    m = await manifest(store, "latest")
+    assert (await gate.decide(REPO, "latest", m)).served
+    targets = json.loads((trust_dir / "targets.json").read_bytes())
+    targets["signed"]["targets"]["latest"]["length"] += 1  # the stored data no longer verifies
+    (trust_dir / "targets.json").write_text(json.dumps(targets))
+    gate.invalidate(REPO)  # a publish through this process
+    verdict = await gate.decide(REPO, "latest", m)
+    assert not verdict.served and verdict.reason.startswith("verification failed"), verdict.reason
+
+
+async def test_remembered_acceptance_ends_when_the_trust_data_expires(store, trust_dir) -> None:
+    gate, clock = remembering_gate(store, trust_dir)
+    m = await manifest(store, "latest")
+    assert (await gate.decide(REPO, "latest", m)).served
+    clock.now = NOW + timedelta(days=30)
+    verdict = await gate.decide(REPO, "latest", m)
+    assert not verdict.served and verdict.reason.startswith("trust data expired"), verdict.reason
+
+
+async def test_remembered_acceptance_ends_with_a_policy_reload(store, trust_dir) -> None:
+    gate, _ = remembering_gate(store, trust_dir)
+    m = await manifest(store, "latest")
+    assert (await gate.decide(REPO, "latest", m)).served
+    gate.policy.reload({"projects": {"library": {"content_trust": {"enforce": True, "signers": ["targets/releases"]}}}})
+    verdict = await gate.decide(REPO, "latest", m)  # `latest` is signed in `targets` only
+    assert not verdict.served and verdict.reason.startswith("tag not signed"), verdict.reason
+
+
+async def test_remembered_acceptance_does_not_follow_a_moved_tag(store, trust_dir) -> None:
+    gate, _ = remembering_gate(store, trust_dir)
+    assert (await gate.decide(REPO, "latest", await manifest(store, "latest"))).served
+    other = LATEST.replace(b'"layers":[]', b'"layers":[],"annotations":{"moved":"yes"}')
+    await store.put_manifest(REPO, other, "application/vnd.oci.image.manifest.v1+json", Digest.of(other),
+                             ["latest"], None, None)
+    verdict = await gate.decide(REPO, "latest", await manifest(store, "latest"))
+    assert not verdict.served and verdict.reason.startswith("signed for another digest"), verdict.reason
+
+
+async def test_remembered_acceptance_lasts_only_the_recheck_interval(store, trust_dir) -> None:
+    gate, _ = remembering_gate(store, trust_dir)
+    m = await manifest(store, "latest")
+    assert (await gate.decide(REPO, "latest", m)).served
+    previous = VECTORS / "history" / "timestamp" / f"{EXPECTED['current']['timestamp']['version'] - 1}.json"
+    (trust_dir / "timestamp.json").write_bytes(previous.read_bytes())  # another process published
+    gate.notary.recheck = 0  # the interval has passed: the next decision confirms against storage
+    assert not (await gate.decide(REPO, "latest", m)).served

@@ -22,12 +22,14 @@ from trust.sources.artifacts import SignatureSet, discover
 @dataclass(frozen=True)
 class SourceResult:
     """One source's answer. `valid_until`: when an acceptance stops holding (certificate or
-    signature expiry), None if it does not expire; `detail` adds machine-readable facts."""
+    signature expiry), None if it does not expire; `detail` adds machine-readable facts; `basis`:
+    the evidence an acceptance rests on, for a source that can tell later whether it still holds."""
 
     accepted: bool
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     valid_until: datetime | None = None
+    basis: Any = field(default=None, compare=False)
 
     @property
     def code(self) -> str:

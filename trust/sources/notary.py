@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -102,6 +102,18 @@ class NotarySource:
     def invalidate(self, repository: str) -> None:
         self._cache.pop(repository, None)
 
+    def confirms(self, repository: str, verification: Verification) -> bool:
+        """Whether `verification` is still the repository's, confirmed against storage less than
+        `recheck` seconds ago, under the current policy and not expired: what `verification` itself
+        would return without a storage read."""
+        return (
+            self._cache.get(repository) is verification
+            and time.monotonic() - verification.checked_at < self.recheck
+            and self.policy.current.version == verification.policy_version
+            and verification.result is not None
+            and verification.result.expires > self.clock()
+        )
+
     async def check(self, subject: Subject, requirement: Requirement) -> SourceResult:
         assert isinstance(requirement, NotaryRequirement)
         manifest = subject.manifest
@@ -111,13 +123,15 @@ class NotarySource:
         targets = verification.result
         assert targets is not None
         if subject.tag is not None:
-            return self._by_tag(targets, subject.tag, manifest)
-        if targets.names_for_digest(str(manifest.digest)):
-            return ACCEPTED
-        if requirement.inherit_index and await self._child_of_signed_index(subject.repository, targets,
-                                                                            manifest.digest):
-            return ACCEPTED
-        return SourceResult(False, "digest not signed: no trusted role signs this manifest")
+            result = self._by_tag(targets, subject.tag, manifest)
+        elif targets.names_for_digest(str(manifest.digest)) or (
+            requirement.inherit_index
+            and await self._child_of_signed_index(subject.repository, targets, manifest.digest)
+        ):
+            result = ACCEPTED
+        else:
+            return SourceResult(False, "digest not signed: no trusted role signs this manifest")
+        return replace(result, basis=verification) if result.accepted else result
 
     @staticmethod
     def _by_tag(targets: VerifiedTargets, tag: str, manifest: Manifest) -> SourceResult:
