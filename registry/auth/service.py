@@ -195,7 +195,8 @@ class AuthService:
         if self.tokens is None or basic:
             header = 'Basic realm="trustreg"'
         else:
-            header = f'Bearer realm="{scheme}://{host}/auth/token",service="{self.tokens.service}"'
+            realm = (self.token_config or {}).get("realm") or f"{scheme}://{host}/auth/token"
+            header = f'Bearer realm="{realm}",service="{self.tokens.service}"'
             scope = req.challenge_scope() if req is not None else None
             if scope:
                 header += f',scope="{scope}"'

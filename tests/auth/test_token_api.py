@@ -53,6 +53,15 @@ async def test_anonymous_push_challenge(client) -> None:
     assert ping.headers["WWW-Authenticate"] == f'Bearer realm="{realm(client)}",service="{SERVICE}"'
 
 
+async def test_configured_realm_is_announced(registry, htpasswd_file: Path) -> None:
+    """Behind a proxy the request's own Host and scheme are not what clients use: `auth.token.realm`."""
+    proxied = "https://registry.example.com/auth/token"
+    client = await registry(auth_config(htpasswd_file, token=True, realm=proxied))
+    ping = await client.get("/v2/")
+    assert ping.status == 401
+    assert ping.headers["WWW-Authenticate"] == f'Bearer realm="{proxied}",service="{SERVICE}"'
+
+
 async def test_login_push_pull_with_tokens(client) -> None:
     token = await get_token(client, user="alice")  # what `docker login` does
     assert (await client.get("/v2/", headers=bearer(token))).status == 200

@@ -36,6 +36,7 @@ def test_example_config_is_valid() -> None:
     ({"projects": {"secure": {"content_trust": {"enforce": "yes"}}}}, "projects.secure.content_trust.enforce"),
     ({"projects": {"Bad Name": {}}}, "config error at projects"),
     ({"storage": {"s3": {"bucket": "abc", "part_size": 1}}}, "storage.s3.part_size"),
+    ({"auth": {"token": {"realm": "registry.example.com/auth/token"}}}, "config error at auth.token.realm"),
 ])
 def test_invalid_configs_name_the_key(doc: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
