@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,17 @@ ClientFactory = Callable[..., Awaitable[TestClient]]
 
 
 moto_endpoint = s3server.moto_endpoint  # session fixture: one moto server (real HTTP on loopback)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """In-process `trustreg` CLI calls point the root logger at this test's captured stderr, which
+    pytest closes afterwards: put the root logger back as it was, so later tests' logs go somewhere."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class DriverFactory:
