@@ -23,8 +23,9 @@ Workloads (every one bounded by --phase-timeout seconds; a phase cut short is ma
                    this process (wrk cannot do HEAD: wg/wrk#198)                req/s p50 p99
   *_enforced       the same on trustreg for a tag signed with the `notary` CLI in a project whose
                    policy enforces content trust (`projects: {secure: {content_trust: {enforce: true}}}`);
-                   each round measures it right beside the plain phase (order alternating), and the
-                   enforced cost is the median over rounds of those paired ratios
+                   on trustreg the plain and enforced phases run turn about in --slices slices per
+                   round (A B B A A ..., 2 s each by default, added up per phase), and the enforced
+                   cost is the median over rounds of the paired ratios
   tags_list        every page of a 500-tag list with n=100, wrk                         req/s
   catalog          every page of a 300+ repository catalog with n=100, wrk              req/s
 Plus peak RSS (VmHWM per phase, and sampled VmRSS over the run) of each server.
@@ -365,6 +366,41 @@ def measure(t: Target, phase: str, rnd: int, args: argparse.Namespace, src_big: 
     return res
 
 
+def measure_pair(t: Target, pair: list[str], rnd: int, args: argparse.Namespace,
+                 src_big: bl.BlobSource) -> dict[str, dict | None]:
+    """The plain and enforced phases in `args.slices` alternating slices (A B B A A B ...) of
+    duration/slices seconds each, each phase's slices added up: the enforced cost is a few percent,
+    well inside the machine's drift over 10 s, so the two are measured turn about, not one after the
+    other. p50/p99 are the medians of the slices' percentiles."""
+    slices = max(1, min(args.slices, args.duration // 2))
+    sliced = argparse.Namespace(**{**vars(args), "duration": max(1, args.duration // slices)})
+    parts: dict[str, list[dict]] = {p: [] for p in pair}
+    for i in range(slices):
+        for p in (pair if (rnd + i) % 2 == 0 else pair[::-1]):
+            res = measure(t, p, rnd, sliced, src_big)
+            if res is not None:
+                parts[p].append(res)
+    return {p: combine_slices(rs) if rs else None for p, rs in parts.items()}
+
+
+def combine_slices(rs: list[dict]) -> dict:
+    requests = sum(r["requests"] for r in rs)
+    elapsed = sum(r["elapsed"] for r in rs)
+    cpu = sum(r["cpu_s"] for r in rs)
+    return {
+        "value": requests / elapsed,
+        "requests": requests,
+        "elapsed": elapsed,
+        "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+        "errors": sum(r.get("errors", 0) for r in rs),
+        "cpu_s": cpu,
+        "cpu_per_kreq": cpu / (requests / 1000) if requests else None,
+        "hwm_mib": max(r["hwm_mib"] for r in rs),
+        "slices": len(rs),
+    }
+
+
 # --- report --------------------------------------------------------------------------------------
 def median(rows: list[dict], key: str) -> float | None:
     vals = [r[key] for r in rows if r is not None and r.get(key) is not None]
@@ -373,7 +409,7 @@ def median(rows: list[dict], key: str) -> float | None:
 
 def enforced_cost(plain: list[dict], enforced: list[dict]) -> float | None:
     """Median over rounds of the paired cost (plain req/s / enforced req/s - 1): each round measures the
-    two back to back (order alternating), so a burst of machine noise hits a pair, not one side."""
+    two turn about (see measure_pair), so machine noise hits both sides of a pair alike."""
     pairs = [p["value"] / e["value"] - 1 for p, e in zip(plain, enforced, strict=False) if p and e and e["value"]]
     return statistics.median(pairs) if pairs else None
 
@@ -469,6 +505,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repos", type=int, help="repositories created for the catalog (default 300; quick 120)")
     p.add_argument("--duration", type=int, help="seconds per wrk run (default 10; quick 3)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    p.add_argument("--slices", type=int, default=5,
+                   help="trustreg's plain and enforced GET/HEAD alternate in this many slices per round (default 5)")
     p.add_argument("--wrk-threads", type=int, default=1,
                    help="wrk threads (default 1: on 2 cores the other one is left to the server)")
     p.add_argument("--phase-timeout", type=float, default=120.0, help="upper bound of each phase, seconds")
@@ -528,10 +566,13 @@ def main(argv: list[str] | None = None) -> int:
                 if phase in TRUSTREG_ONLY and BASELINE[phase] in phases:
                     continue  # measured together with its plain phase, below
                 for t in order:
-                    # trustreg's enforced phase runs right beside its plain one, the pair's order alternating
+                    # trustreg's enforced phase runs interleaved with its plain one (see measure_pair)
                     pair = [phase] + [e for e in TRUSTREG_ONLY if BASELINE[e] == phase and e in phases]
-                    for p in (pair if rnd % 2 == 0 else pair[::-1]):
-                        res = measure(t, p, rnd, args, src_big)
+                    if len(pair) > 1 and t.signed:
+                        measured = measure_pair(t, pair, rnd, args, src_big)
+                    else:
+                        measured = {phase: measure(t, phase, rnd, args, src_big)}
+                    for p, res in measured.items():
                         if res is None:
                             continue
                         results[t.name].setdefault(p, []).append(res)

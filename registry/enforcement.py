@@ -64,8 +64,13 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
 
     on_reload(app, reload)
 
+    served_signed = child(TRUST_DECISIONS, "served", "signed")
+
     async def check(request: web.Request, name: str, tag: str | None, manifest: Manifest) -> None:
         if gate.enforced(name) is None:
+            return
+        if gate.remembered(name, tag, manifest):  # a repeated pull of a signed image
+            served_signed.inc()
             return
         principal = request.get(PRINCIPAL)
         # Signing tools read the subject first (cosign: GET+HEAD by digest; notation, docker: HEAD).

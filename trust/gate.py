@@ -139,10 +139,7 @@ class ContentTrustGate:
         ct = self.enforced(repository)
         if ct is None or push_holder_head:
             return SERVED
-        key = (repository, tag, manifest.digest, len(manifest.body))
-        accepted = self._accepted.get(key)
-        if accepted is not None and self.notary.confirms(repository, accepted):
-            self._count(True)
+        if self.remembered(repository, tag, manifest):
             return SERVED
         if _SIGNATURE_HINTS.search(manifest.body) and is_signature_artifact(manifest, tag):
             return SERVED
@@ -152,10 +149,19 @@ class ContentTrustGate:
             result = await self._check(subject, requirement)
             if result.accepted:
                 if isinstance(result.basis, Verification):
-                    self._remember_acceptance(key, result.basis)
+                    self._remember_acceptance((repository, tag, manifest.digest, len(manifest.body)), result.basis)
                 return SERVED
             refusals.append((requirement, result))
         return self._refuse(subject, refusals)
+
+    def remembered(self, repository: str, tag: str | None, manifest: Manifest) -> bool:
+        """Whether a Notary acceptance of this (repository, tag, manifest) still holds: the cheap,
+        synchronous first step of `decide` for an enforced repository (see the module docstring)."""
+        verification = self._accepted.get((repository, tag, manifest.digest, len(manifest.body)))
+        if verification is not None and self.notary.confirms(repository, verification):
+            self._count(True)
+            return True
+        return False
 
     def _remember_acceptance(self, key: tuple[str, str | None, Any, int], verification: Verification) -> None:
         self._accepted[key] = verification
