@@ -14,12 +14,20 @@ class Authorizer(Protocol):
         """Whether the request's principal may `action` ("pull", "push", "delete") on `repository`."""
         ...
 
+    def challenge(self, request: web.Request, repository: str) -> Exception | None:
+        """A 401 asking a client that sent no credentials to authenticate for `repository`, when
+        every client can answer it (token auth: anonymous clients get tokens too); else None."""
+        ...
+
 
 class AllowAll:
     """No authentication configured: everyone is anonymous and may do everything."""
 
     async def allowed(self, request: web.Request, repository: str, action: str) -> bool:
         return True
+
+    def challenge(self, request: web.Request, repository: str) -> Exception | None:
+        return None
 
 
 AUTHORIZER = web.AppKey("authorizer", Authorizer)

@@ -1,7 +1,9 @@
 """Wires the content-trust gate (trust.gate) into manifest GET/HEAD: refusals become 412 DENIED.
 
 A principal holding push permission on the repository is exempt for HEAD and for GET by digest
-(build and signing tools: docker, `cosign sign`, `notation sign` read the subject before pushing).
+(build and signing tools: docker, `cosign sign`, `notation sign` read the subject before pushing). A
+refused HEAD that came without credentials is answered with a 401 challenge where every client can
+answer one (token auth), so a signing tool that authenticates only when challenged gets its turn.
 The policy (with its trust roots' key and certificate files, relative to the config file) is
 loaded at start and on reload; an invalid one refuses to start / keeps the running one."""
 
@@ -84,6 +86,14 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         child(TRUST_DECISIONS, "served" if verdict.served else "refused", label).inc()
         if verdict.served:
             return
+        if request.method == "HEAD" and principal is None:
+            # Signing tools (notation) probe the subject with an anonymous HEAD and authenticate only
+            # when challenged: in a public project a refusal would end them before they show who they
+            # are. Challenge instead, where every client can answer (token auth); pullers that come
+            # back with an anonymous token get the refusal below.
+            challenge = request.app[AUTHORIZER].challenge(request, name)
+            if challenge is not None:
+                raise challenge
         log.warning(
             "content trust refused %s %s:%s (%s) for %s: %s",
             request.method, name, tag or manifest.digest, manifest.digest, principal or "anonymous", verdict.reason,

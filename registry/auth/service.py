@@ -155,6 +155,15 @@ class AuthService:
         """The Authorizer protocol: may the request's principal `action` on `repository`?"""
         return self.policy.allows(request.get(PRINCIPAL), repository, action)
 
+    def challenge(self, request: web.Request, repository: str) -> Exception | None:
+        """The Authorizer protocol: in token mode, a pull challenge for a request without credentials
+        (a client with none fetches an anonymous token and asks again); with Basic auth, None (a
+        client without credentials could not answer it)."""
+        if self.tokens is None or "Authorization" in request.headers:
+            return None
+        req = Requirement("repository", repository, frozenset({"pull"}), repository)
+        return self.unauthorized(req, request.host, request.scheme)
+
     def authorize(self, req: Requirement, principal: str | None, grant: TokenGrant | None,
                   host: str, scheme: str) -> None:
         """Raise 401/403 unless `principal` (holding `grant` in token mode) meets `req`."""

@@ -111,10 +111,10 @@ class Env:
         return {"mediaType": json.loads(body)["mediaType"], "digest": digest, "size": len(body)}
 
 
-@pytest.fixture
-def env(test_image: Path, tmp_path: Path) -> Iterator[Env]:
+def make_env(test_image: Path, tmp_path: Path, token_auth: bool = False, public: bool = False) -> Env:
     """trustreg with project `cosigned` (cosign, root `ci`) and `notarized` (notation, root `corp`),
-    its config in `srv/` with the trust roots' files under `srv/keys` (relative paths)."""
+    its config in `srv/` with the trust roots' files under `srv/keys` (relative paths); Basic auth
+    and private projects unless told otherwise."""
     require("skopeo")
     home, srv = tmp_path / "home", tmp_path / "srv"
     keys = srv / "keys"
@@ -132,14 +132,14 @@ def env(test_image: Path, tmp_path: Path) -> Iterator[Env]:
         e.run(cosign, "generate-key-pair", "--output-key-prefix", str(keys / name), env={"COSIGN_PASSWORD": "e2e"})
     members = {ALICE[0]: ["pull", "push", "delete"], CAROL[0]: ["pull"]}
     config = {
-        "auth": {"htpasswd": str(htpasswd)},
+        "auth": {"htpasswd": str(htpasswd), **({"token": {"service": "trustreg-e2e"}} if token_auth else {})},
         "trust": {"keys": {"insecure_dev_passphrase": True}},
         "trust_roots": {"ci": {"type": "cosign-key", "public_keys": ["keys/ci.pub", "keys/py.pub"]},
                         "corp": {"type": "x509-ca", "certificates": ["keys/root.pem"]}},
         "projects": {
-            "cosigned": {"members": members, "content_trust": {
+            "cosigned": {"members": members, "public": public, "content_trust": {
                 "enforce": True, "require_any": [{"cosign": {"trust_root": "ci"}}]}},
-            "notarized": {"members": members, "content_trust": {
+            "notarized": {"members": members, "public": public, "content_trust": {
                 "enforce": True, "require_any": [{"notation": {
                     "trust_root": "corp", "identities": [f"x509.subject: {RELEASE_DN}"]}}]}},
         },
@@ -149,6 +149,13 @@ def env(test_image: Path, tmp_path: Path) -> Iterator[Env]:
         (home / user).mkdir(exist_ok=True)
         auth = base64.b64encode(":".join(creds).encode()).decode()
         (home / user / "config.json").write_text(json.dumps({"auths": {e.server.addr: {"auth": auth}}}))
+    return e
+
+
+@pytest.fixture
+def env(test_image: Path, tmp_path: Path) -> Iterator[Env]:
+    """`make_env` with Basic auth and private projects."""
+    e = make_env(test_image, tmp_path)
     yield e
     e.server.stop()
 
@@ -304,3 +311,24 @@ def test_real_verifiers_accept_python_signatures(env: Env) -> None:
     for repo, digest in (("notarized/pyjws", jws), ("notarized/pycose", cose)):
         e.pull(repo)
         notation_verify(e, f"{addr}/{repo}@{digest}")
+
+
+def test_notation_signs_in_a_public_enforced_project_with_token_auth(test_image: Path, tmp_path: Path) -> None:
+    """`notation sign` probes the subject anonymously and authenticates only when challenged: in a
+    public enforced project (token auth) the refused anonymous HEAD is answered with the challenge,
+    so notation signs; anonymous pulls are refused before and served after."""
+    e = make_env(test_image, tmp_path, token_auth=True, public=True)
+    try:
+        addr = e.server.addr
+        notation_setup(e)
+        digest = e.push("notarized/public")
+        anonymous = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{addr}/notarized/public:v1",
+                     f"oci:{tmp_path / 'anonymous'}:v1"]
+        refused = e.run(*anonymous, check=False)
+        assert refused.returncode != 0 and NOTATION_REFUSAL in refused.stderr, refused.stderr
+        notation_sign(e, "release", f"{addr}/notarized/public@{digest}")
+        e.run(*anonymous)
+        e.pull("notarized/public")
+        notation_verify(e, f"{addr}/notarized/public@{digest}")
+    finally:
+        e.server.stop()

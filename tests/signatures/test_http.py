@@ -73,3 +73,46 @@ async def test_signers_exempt_for_head_and_get_by_digest(registry, tmp_path: Pat
     assert (await client.get(f"/v2/{NAME}/manifests/v1", headers=alice)).status == 412  # a pull by tag is gated
     for method in (client.get, client.head):
         assert (await method(by_digest, headers=carol)).status == 412  # pull-only: gated
+
+
+async def test_refused_anonymous_head_is_challenged_with_token_auth(registry, tmp_path: Path) -> None:
+    """`notation sign` probes the subject with an anonymous HEAD and authenticates only when challenged:
+    with token auth a refused anonymous HEAD gets the 401 challenge; a client that comes back with a
+    token gets what its principal may have (push holder: served; anonymous token: the 412)."""
+    from tests.auth.conftest import SERVICE, bearer
+
+    config = auth_config(write_htpasswd(tmp_path / "htpasswd", {"alice": "alice-pw"}), token=True)
+    config["trust_roots"] = {"ci": {"type": "cosign-key", "public_keys": [public_pem(ec_key())]}}
+    config["projects"]["secure"].update(public=True, content_trust={
+        "enforce": True, "require_any": [{"cosign": {"trust_root": "ci"}}]})
+    client = await registry(config)
+
+    async def token(*scopes: str, user: str | None = None) -> dict[str, str]:
+        params = [("service", SERVICE), *(("scope", s) for s in scopes)]
+        resp = await client.get("/auth/token", params=params, headers=basic(user) if user else {})
+        assert resp.status == 200, await resp.text()
+        return bearer((await resp.json())["token"])
+
+    alice = await token(f"repository:{NAME}:pull,push", user="alice")
+    image = await push_image(client, "v1", alice)
+    by_digest = f"/v2/{NAME}/manifests/{image['digest']}"
+    probe = await client.head(by_digest)
+    assert probe.status == 401
+    challenge = probe.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="') and f'scope="repository:{NAME}:pull"' in challenge
+    assert (await client.head(by_digest, headers=alice)).status == 200
+    anonymous = await token(f"repository:{NAME}:pull")
+    assert (await client.head(by_digest, headers=anonymous)).status == 412
+    resp = await client.get(by_digest)  # a pull (GET) still gets the refusal and its reason at once
+    assert resp.status == 412 and (await resp.json())["errors"][0]["code"] == "DENIED"
+
+
+async def test_refused_anonymous_head_with_basic_auth_stays_412(registry, tmp_path: Path) -> None:
+    """With Basic auth a client without credentials could not answer a challenge: keep the 412."""
+    config = auth_config(write_htpasswd(tmp_path / "htpasswd", {"alice": "alice-pw"}))
+    config["trust_roots"] = {"ci": {"type": "cosign-key", "public_keys": [public_pem(ec_key())]}}
+    config["projects"]["secure"].update(public=True, content_trust={
+        "enforce": True, "require_any": [{"cosign": {"trust_root": "ci"}}]})
+    client = await registry(config)
+    image = await push_image(client, "v1", basic("alice"))
+    assert (await client.head(f"/v2/{NAME}/manifests/{image['digest']}")).status == 412
