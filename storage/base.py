@@ -84,6 +84,11 @@ class StorageDriver(abc.ABC):
         for batch in batches:
             await asyncio.gather(*(self.put(key, data) for key, data in batch))
 
+    @abc.abstractmethod
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object exists at `key`, atomically even against other
+        processes sharing the backend; True if this call created it, False if one was there."""
+
     # --- streams -------------------------------------------------------------------------------
     @abc.abstractmethod
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:

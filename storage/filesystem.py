@@ -139,6 +139,31 @@ class FilesystemDriver(StorageDriver):
         paths = [[(self._path(key), data) for key, data in batch] for batch in batches]
         await self._run(self._write_batches, paths)
 
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A fsynced temp file hard-linked to the key: link(2) fails if the name exists."""
+        path = self._path(key)
+
+        def create() -> bool:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = self._temp_for(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+            finally:
+                _unlink_quietly(tmp)
+            _fsync_dir(os.path.dirname(path))
+            return True
+
+        return await self._run(create)
+
     # --- streams -------------------------------------------------------------------------------
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         path = self._path(key)

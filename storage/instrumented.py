@@ -53,6 +53,10 @@ class InstrumentedDriver(StorageDriver):
         with self._timed("put_many"):
             await self.inner.put_many(batches)
 
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        with self._timed("put_if_absent"):
+            return await self.inner.put_if_absent(key, data)
+
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         with self._timed("put_stream"):
             return await self.inner.put_stream(key, chunks)

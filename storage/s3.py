@@ -319,6 +319,22 @@ class S3Driver(StorageDriver):
     async def put(self, key: str, data: bytes) -> None:
         await self._call("put_object", key, Key=self._full(key), Body=data)
 
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        """S3 conditional write (`If-None-Match: *`): 412 PreconditionFailed if the key exists; a 409
+        ConditionalRequestConflict (a concurrent conditional write in flight) is retried."""
+        for attempt in range(3):
+            try:
+                await self._call("put_object", key, Key=self._full(key), Body=data, IfNoneMatch="*")
+                return True
+            except StorageError as e:
+                cause = e.__cause__
+                code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+                if code == "PreconditionFailed":
+                    return False
+                if code != "ConditionalRequestConflict" or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     # --- streams -------------------------------------------------------------------------------
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         full = self._full(key)

@@ -78,13 +78,14 @@ def load_key_file(path: str | Path) -> ec.EllipticCurvePrivateKey:
 
 
 async def load_or_create_key(driver: StorageDriver) -> ec.EllipticCurvePrivateKey:
-    """The key kept in storage; made and stored on first use (then re-read, so racing replicas converge)."""
+    """The key kept in storage; made and stored on first use. Created only if absent, so replicas
+    starting together on empty storage all end up with the one key that was stored first."""
     try:
         return _parse_key(await driver.get(KEY_OBJECT), KEY_OBJECT)
     except PathNotFoundError:
         pass
-    await driver.put(KEY_OBJECT, _pem(ec.generate_private_key(ec.SECP256R1())))
-    log.info("generated a token signing key in storage at %s", KEY_OBJECT)
+    if await driver.put_if_absent(KEY_OBJECT, _pem(ec.generate_private_key(ec.SECP256R1()))):
+        log.info("generated a token signing key in storage at %s", KEY_OBJECT)
     return _parse_key(await driver.get(KEY_OBJECT), KEY_OBJECT)
 
 

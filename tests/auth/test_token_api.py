@@ -248,6 +248,24 @@ async def test_generated_key_is_shared_through_storage(registry, htpasswd_file: 
     assert await second.app[DRIVER].get(KEY_OBJECT) == stored
 
 
+async def test_replicas_starting_together_agree_on_one_key(make_driver) -> None:
+    """Several replicas on empty storage at the same instant: each creates a key only if none is
+    stored, so all of them sign and verify with the same one."""
+    import asyncio
+
+    from registry.auth.tokens import load_or_create_key
+
+    drivers = [make_driver() for _ in range(6)]  # one per replica, sharing the backing store
+    try:
+        keys = await asyncio.gather(*(load_or_create_key(d) for d in drivers))
+        public = {k.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo) for k in keys}
+        assert len(public) == 1
+    finally:
+        for d in drivers:
+            await d.close()
+
+
 async def test_configured_key_file(registry, htpasswd_file: Path, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "token.pem"

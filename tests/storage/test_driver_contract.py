@@ -40,6 +40,21 @@ async def test_put_many_writes_every_batch(driver: StorageDriver) -> None:
     assert await driver.list("m") == ["content", "sub", "tag"]
 
 
+async def test_put_if_absent_creates_once(driver: StorageDriver) -> None:
+    assert await driver.put_if_absent("once/key", b"first")
+    assert not await driver.put_if_absent("once/key", b"second")
+    assert await driver.get("once/key") == b"first"
+    assert await driver.list("once") == ["key"]  # no temp files left beside it
+
+
+async def test_put_if_absent_has_one_winner_among_racers(driver: StorageDriver) -> None:
+    import asyncio
+
+    won = await asyncio.gather(*(driver.put_if_absent("race/key", f"racer {i}".encode()) for i in range(8)))
+    assert won.count(True) == 1
+    assert await driver.get("race/key") == f"racer {won.index(True)}".encode()
+
+
 async def test_missing_raises(driver: StorageDriver) -> None:
     with pytest.raises(PathNotFoundError):
         await driver.get("nope")
