@@ -472,3 +472,83 @@ async def test_load_includes_the_root_history(service: NotaryService) -> None:
     data = await trust_data(service)
     assert [parse_metadata(r, "root").version for r in data.root_history] == [1, 2, 3]
     assert verify_trust_data(data, GUN, NOW).versions["root"] == 4
+
+
+# --- replicas sharing the storage ---------------------------------------------------------------
+
+
+async def test_concurrent_publishes_from_two_replicas_commit_one(service: NotaryService, tmp_path: Path) -> None:
+    """Two processes (each with its own lock) publishing on the same state: exactly one commits, the
+    other gets UPDATING (the notary client retries), and the stored data stays whole."""
+    import asyncio
+    import contextlib
+
+    await replay(service, upto=1)
+    pointer_writes = asyncio.Barrier(2)
+
+    class Racing(FilesystemDriver):
+        """Holds a pointer write until the other replica reaches its own (the worst interleaving)."""
+
+        async def put(self, key: str, data: bytes) -> None:
+            if key.endswith("/current.json"):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pointer_writes.wait(), 0.5)
+            await super().put(key, data)
+
+    first = NotaryService(Racing(str(tmp_path)), PASSPHRASE, clock=lambda: NOW)
+    replica = NotaryService(Racing(str(tmp_path)), PASSPHRASE, clock=lambda: NOW)
+    parts = [("targets", history("targets", 3))]
+    results = await asyncio.gather(first.publish(REPO, GUN, parts), replica.publish(REPO, GUN, parts),
+                                   return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1, results
+    assert isinstance(failures[0], NotaryError) and failures[0].code == "UPDATING"
+    verify_trust_data(await trust_data(service), GUN, NOW)
+    assert (await service.get_current(REPO, "targets")).data == history("targets", 3)
+    await replica.publish(REPO, GUN, [("targets/releases", history("targets/releases", 1))])  # next state: free
+    verify_trust_data(await trust_data(service), GUN, NOW)
+
+
+async def test_a_crashed_writers_claim_blocks_only_until_it_is_stale(service: NotaryService, tmp_path: Path) -> None:
+    import os
+
+    from trust.server.store import CLAIM_STALE_SECONDS
+
+    await replay(service, upto=1)
+    state = await service.store.current(REPO)
+    claim = service.store._claim_key(REPO, state, 0)
+    assert await service.store.driver.put_if_absent(claim, b"{}")  # a writer that died after claiming
+    parts = [("targets", history("targets", 3))]
+    await expect_error(service.publish(REPO, GUN, parts), "UPDATING")
+    old = os.stat(tmp_path / claim).st_mtime - CLAIM_STALE_SECONDS - 1
+    os.utime(tmp_path / claim, (old, old))
+    await service.publish(REPO, GUN, parts)
+    assert (await service.get_current(REPO, "targets")).data == history("targets", 3)
+
+
+async def test_a_claim_of_a_process_that_is_gone_is_stale_at_once(service: NotaryService) -> None:
+    """After a crash and restart on the same host the old writer's claim does not block publishes."""
+    import os
+    import socket
+    import subprocess
+
+    from trust.server import store as metadata_store
+
+    await replay(service, upto=1)
+    state = await service.store.current(REPO)
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    host = socket.gethostname()
+    owners = [
+        {"host": host, "pid": exited.pid, "process": "x"},  # no such process any more
+        {"host": host, "pid": os.getpid(), "process": "an earlier process with this pid"},
+        {"host": host, "pid": os.getpid(), "process": metadata_store._PROCESS},  # this process: live
+    ]
+    for attempt, owner in enumerate(owners):
+        claim = service.store._claim_key(REPO, state, attempt)
+        assert await service.store.driver.put_if_absent(claim, json.dumps(owner).encode())
+    parts = [("targets", history("targets", 3))]
+    await expect_error(service.publish(REPO, GUN, parts), "UPDATING")  # passes the stale two, stops at the live one
+    await service.store.driver.delete(service.store._claim_key(REPO, state, 2))
+    await service.publish(REPO, GUN, parts)
+    assert (await service.get_current(REPO, "targets")).data == history("targets", 3)

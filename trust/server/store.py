@@ -6,21 +6,55 @@ Layout (the `_` components cannot occur in repository names, so no repository sh
                                                           {<role>: {"version": N, "sha256": <hex>}}}
     trust/<repository>/_tuf/roles/<role>/<N>.json        every stored version, bytes as uploaded
     trust/<repository>/_tuf/sha256/<role>/<hex>          "<N>": which version has that checksum
+    trust/<repository>/_tuf/claims/<generation>/<n>      who commits the successor of that state
 
-A commit writes the new version files and checksum entries first and replaces `current.json` last, so
-a crash leaves the old or the new state. Versions above the current one are uncommitted leftovers of
-such a crash: readers ignore them and the next commit of that role removes them.
+A commit first claims the successor of the state it builds on: it creates `claims/<generation>/0`
+(`initial` for a repository without trust data) only if absent, so of several writers building on the
+same state, in this process or in other replicas sharing the storage, exactly one goes on and the
+others get ConcurrentUpdate. The winner writes the new version files and checksum entries and replaces
+`current.json` last, so a crash leaves the old or the new state. Versions above the current one are
+uncommitted leftovers of such a crash: readers ignore them and the next commit of that role removes
+them. A claim names its writer (host, pid, a per-process token); one whose writer is gone (on this
+host: no such process, or an earlier process with this pid) or that is older than CLAIM_STALE_SECONDS
+without the pointer having moved is stale, and the next writer claims attempt n+1 (create-only again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import socket
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from storage.base import PathNotFoundError, StorageDriver
+
+CLAIM_STALE_SECONDS = 120.0  # a commit claimed this long ago whose pointer never moved has crashed
+MAX_CLAIM_ATTEMPTS = 1000
+_PROCESS = uuid.uuid4().hex  # tells this process from an earlier one that had the same pid
+
+
+def _claimant() -> dict[str, object]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "process": _PROCESS, "at": time.time()}
+
+
+def _claimant_gone(doc: object) -> bool:
+    """Whether the writer named in a claim is a process of this host that no longer runs."""
+    if not isinstance(doc, dict) or doc.get("host") != socket.gethostname() or not isinstance(doc.get("pid"), int):
+        return False
+    if doc["pid"] == os.getpid():
+        return doc.get("process") != _PROCESS
+    try:
+        os.kill(doc["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -74,6 +108,9 @@ class MetadataStore:
 
     def _checksum_key(self, repository: str, role: str, sha256: str) -> str:
         return f"{self._base(repository)}/sha256/{role}/{sha256}"
+
+    def _claim_key(self, repository: str, base: CurrentState | None, attempt: int) -> str:
+        return f"{self._base(repository)}/claims/{base.generation if base else 'initial'}/{attempt}"
 
     # --- reads ---------------------------------------------------------------------------------
     async def current(self, repository: str) -> CurrentState | None:
@@ -136,8 +173,27 @@ class MetadataStore:
     ) -> CurrentState:
         """Store `files` (role -> (version, bytes)) of `gun` on top of `base`; all become current at once.
 
-        Raises ConcurrentUpdate if the committed state is no longer `base`.
+        Raises ConcurrentUpdate if the committed state is no longer `base`, or another writer has
+        claimed its successor (see the module docstring).
         """
+        claim = await self._claim(repository, base)
+        try:
+            return await self._write(repository, gun, base, files)
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: otherwise the claim goes stale
+                await self._release(repository, base, claim)
+            raise
+
+    async def _release(self, repository: str, base: CurrentState | None, claim: str) -> None:
+        """Free the claim of a commit that failed, for a retry, unless the pointer did move (then
+        the claim marks `base` as superseded and must stay)."""
+        now = await self.current(repository)
+        if (now.generation if now else None) == (base.generation if base else None):
+            await self.driver.delete(claim)
+
+    async def _write(
+        self, repository: str, gun: str, base: CurrentState | None, files: Mapping[str, tuple[int, bytes]]
+    ) -> CurrentState:
         for role in files:
             await self._drop_uncommitted(repository, role, base.version(role) if base else 0)
         heads = dict(base.roles) if base else {}
@@ -157,6 +213,27 @@ class MetadataStore:
         }
         await self.driver.put(self._current_key(repository), json.dumps(doc).encode())
         return state
+
+    async def _claim(self, repository: str, base: CurrentState | None) -> str:
+        """Become the one writer of the state that follows `base` (returns the claim's key), or raise
+        ConcurrentUpdate."""
+        for attempt in range(MAX_CLAIM_ATTEMPTS):
+            key = self._claim_key(repository, base, attempt)
+            if await self.driver.put_if_absent(key, json.dumps(_claimant()).encode()):
+                return key
+            try:
+                claimed_at = (await self.driver.stat(key)).modified
+                claim = json.loads(await self.driver.get(key))
+            except PathNotFoundError:  # the repository's trust data was deleted meanwhile
+                raise ConcurrentUpdate(repository) from None
+            except ValueError:
+                claim = None
+            if time.time() - claimed_at < CLAIM_STALE_SECONDS and not _claimant_gone(claim):
+                raise ConcurrentUpdate(repository)  # another writer is committing (or has committed)
+            now = await self.current(repository)
+            if (now.generation if now else None) != (base.generation if base else None):
+                raise ConcurrentUpdate(repository)  # that writer did commit: `base` is outdated
+        raise ConcurrentUpdate(repository)
 
     async def _drop_uncommitted(self, repository: str, role: str, current: int) -> None:
         """Remove version files of `role` above the committed version (crash leftovers)."""
