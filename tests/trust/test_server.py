@@ -479,7 +479,7 @@ async def test_load_includes_the_root_history(service: NotaryService) -> None:
 
 async def test_concurrent_publishes_from_two_replicas_commit_one(service: NotaryService, tmp_path: Path) -> None:
     """Two processes (each with its own lock) publishing on the same state: exactly one commits, the
-    other gets UPDATING (the notary client retries), and the stored data stays whole."""
+    other gets UPDATING (its client publishes again), and the stored data stays whole."""
     import asyncio
     import contextlib
 
