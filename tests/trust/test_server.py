@@ -527,9 +527,9 @@ async def test_a_crashed_writers_claim_blocks_only_until_it_is_stale(service: No
 
 
 async def test_a_claim_of_a_process_that_is_gone_is_stale_at_once(service: NotaryService) -> None:
-    """After a crash and restart on the same host the old writer's claim does not block publishes."""
+    """After a crash and restart on the same host the old writer's claim does not block publishes;
+    a fresh claim of a live writer, or of another host's, does."""
     import os
-    import socket
     import subprocess
 
     from trust.server import store as metadata_store
@@ -538,17 +538,20 @@ async def test_a_claim_of_a_process_that_is_gone_is_stale_at_once(service: Notar
     state = await service.store.current(REPO)
     exited = subprocess.Popen(["true"])
     exited.wait()
-    host = socket.gethostname()
-    owners = [
+    host = metadata_store._host()
+    stale = [
         {"host": host, "pid": exited.pid, "process": "x"},  # no such process any more
         {"host": host, "pid": os.getpid(), "process": "an earlier process with this pid"},
-        {"host": host, "pid": os.getpid(), "process": metadata_store._PROCESS},  # this process: live
     ]
-    for attempt, owner in enumerate(owners):
-        claim = service.store._claim_key(REPO, state, attempt)
-        assert await service.store.driver.put_if_absent(claim, json.dumps(owner).encode())
+    for attempt, owner in enumerate(stale):
+        assert await service.store.driver.put_if_absent(service.store._claim_key(REPO, state, attempt),
+                                                        json.dumps(owner).encode())
     parts = [("targets", history("targets", 3))]
-    await expect_error(service.publish(REPO, GUN, parts), "UPDATING")  # passes the stale two, stops at the live one
-    await service.store.driver.delete(service.store._claim_key(REPO, state, 2))
+    last = service.store._claim_key(REPO, state, len(stale))
+    for blocking in ({"host": "elsewhere", "pid": exited.pid, "process": "x"},  # another host: only time tells
+                     {"host": host, "pid": os.getpid(), "process": metadata_store._PROCESS}):  # live
+        assert await service.store.driver.put_if_absent(last, json.dumps(blocking).encode())
+        await expect_error(service.publish(REPO, GUN, parts), "UPDATING")  # passed the stale two, stopped here
+        await service.store.driver.delete(last)
     await service.publish(REPO, GUN, parts)
     assert (await service.get_current(REPO, "targets")).data == history("targets", 3)

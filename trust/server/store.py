@@ -38,13 +38,23 @@ MAX_CLAIM_ATTEMPTS = 1000
 _PROCESS = uuid.uuid4().hex  # tells this process from an earlier one that had the same pid
 
 
+def _host() -> str:
+    """This host and PID namespace: where a pid names the same process (containers sharing the
+    host's name, e.g. host networking, have PID namespaces of their own)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()} {namespace}"
+
+
 def _claimant() -> dict[str, object]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "process": _PROCESS, "at": time.time()}
+    return {"host": _host(), "pid": os.getpid(), "process": _PROCESS, "at": time.time()}
 
 
 def _claimant_gone(doc: object) -> bool:
     """Whether the writer named in a claim is a process of this host that no longer runs."""
-    if not isinstance(doc, dict) or doc.get("host") != socket.gethostname() or not isinstance(doc.get("pid"), int):
+    if not isinstance(doc, dict) or doc.get("host") != _host() or not isinstance(doc.get("pid"), int):
         return False
     if doc["pid"] == os.getpid():
         return doc.get("process") != _PROCESS
