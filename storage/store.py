@@ -289,14 +289,13 @@ class RegistryStore:
             return None
 
     async def _check_blob(self, name: str, digest: Digest) -> None:
-        link = f"{repo_key(name)}/_layers/{digest.algorithm}/{digest.hex}"
+        """The blob is linked in the repository and its content is there (marker refreshed)."""
         try:
-            await self.driver.stat(link)
+            await self.driver.stat(f"{repo_key(name)}/_layers/{digest.algorithm}/{digest.hex}")
+            present = await self._stat_referenced(digest) is not None
         except PathNotFoundError:
-            raise ManifestBlobUnknownError(
-                f"blob {digest} is not in repository {name}", {"digest": str(digest)}
-            ) from None
-        if await self._stat_referenced(digest) is None:
+            present = False
+        if not present:
             raise ManifestBlobUnknownError(f"blob {digest} is not in repository {name}", {"digest": str(digest)})
 
     async def check_references(self, name: str, blobs: list[Digest], children: list[Digest]) -> None:
