@@ -28,6 +28,9 @@ DOCKER_SCHEMA1 = (
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+# Real manifests nest a handful of levels; a bound far below Python's recursion limit keeps every
+# later reader of stored manifests (gc, check, the gate, the UI) able to parse what was accepted.
+MAX_NESTING = 64
 
 # Layers whose bytes live elsewhere (they carry `urls`); a registry need not hold them.
 FOREIGN_LAYER_TYPES = (
@@ -161,6 +164,20 @@ def _digest(value: Any, where: str) -> Digest:
         raise ManifestInvalidError(f"{where}: {e}") from e
 
 
+def _nesting_exceeds(doc: Any, limit: int) -> bool:
+    """Whether objects/arrays nest more than `limit` levels (iteratively: no recursion of our own)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate `body` as a manifest of the declared `content_type` (or its own `mediaType`)."""
     try:
@@ -171,6 +188,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         raise ManifestInvalidError("manifest JSON is nested too deeply") from e
     if not isinstance(doc, dict):
         raise ManifestInvalidError("manifest must be a JSON object")
+    if _nesting_exceeds(doc, MAX_NESTING):
+        raise ManifestInvalidError(f"manifest JSON is nested more than {MAX_NESTING} levels deep")
     declared = doc.get("mediaType")
     content_type = (content_type or "").split(";")[0].strip() or None
     media_type = content_type or declared

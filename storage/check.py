@@ -257,7 +257,7 @@ class Checker:
             return digest
         try:
             doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             doc = None
         if not isinstance(doc, dict):
             await self._problem("bad-manifest", blob_key(digest), f"manifest {name}@{digest} is not a JSON object")

@@ -55,7 +55,7 @@ def _references(body: bytes) -> _ManifestRefs:
     refs = _ManifestRefs([], [], None)
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return refs
     if not isinstance(doc, dict):
         return refs

@@ -137,3 +137,11 @@ async def test_idle_upload_sessions_purged(store: RegistryStore) -> None:
     assert report.uploads == [("app", upload_id)]
     with pytest.raises(UploadUnknownError):
         await store.upload_size("app", upload_id)
+
+
+def test_unparseably_deep_stored_content_references_nothing() -> None:
+    """Content stored before pushes bounded nesting (or written by hand) must not crash a GC run."""
+    from storage.gc import _references
+
+    refs = _references(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    assert refs.blobs == [] and refs.children == [] and refs.subject is None

@@ -193,6 +193,22 @@ def test_unparseable_or_mislabelled_manifests_are_refused(body: bytes, content_t
         parse_manifest(body, content_type)
 
 
+@pytest.mark.parametrize("content_type", [OCI_MANIFEST, "application/x-custom+json"])
+def test_nesting_is_bounded(content_type: str) -> None:
+    """Documents any later reader can parse: a fixed nesting bound, whatever the media type."""
+    from registry.manifests import MAX_NESTING
+
+    def nested(levels: int) -> bytes:  # `levels` objects, one inside the other
+        return b'{"a":' * levels + b"1" + b"}" * levels
+
+    doc = json.loads(nested(MAX_NESTING))
+    assert parse_manifest(json.dumps(doc).encode(), "application/x-custom+json").media_type
+    with pytest.raises(ManifestInvalidError, match="nested more than"):
+        parse_manifest(nested(MAX_NESTING + 1), content_type)
+    with pytest.raises(ManifestInvalidError, match="nested more than"):
+        parse_manifest(b'{"a":' + b"[" * MAX_NESTING + b"]" * MAX_NESTING + b"}", content_type)
+
+
 def test_unknown_media_types_are_accepted_as_artifacts() -> None:
     parsed = parse_manifest(b'{"artifactType": "application/x-thing", "blobs": []}', "application/x-custom+json")
     assert parsed.media_type == "application/x-custom+json"
