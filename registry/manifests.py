@@ -2,7 +2,10 @@
 
 Image manifests and indexes (OCI and Docker schema 2) are checked field by field against the
 image-spec's rules for their properties and descriptors; any other media type is accepted as an
-artifact manifest if it is a JSON object. Written out rather than run through a JSON-schema engine:
+artifact manifest if it is a JSON object. Every manifest is first read the way Go's encoding/json
+(containerd, docker) reads it, or refused (trust.strictjson): no duplicate or case-variant keys, so
+the gate and the runtime always see the same document; an image manifest never has `manifests`, an
+index never `config` or `layers`. Written out rather than run through a JSON-schema engine:
 it sits on every manifest push, and costs microseconds instead of a tenth of a millisecond.
 References (config, layers, index children) are returned so the caller can check they exist in the
 repository.
@@ -10,12 +13,12 @@ repository.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from storage.references import Digest, InvalidReferenceError
+from trust import strictjson
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -62,12 +65,6 @@ def _invalid(where: str, message: str) -> ManifestInvalidError:
     return ManifestInvalidError(f"{where}: {message}")
 
 
-def _is_integer(value: Any) -> bool:
-    return (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, float) and value.is_integer()
-    )
-
-
 def _optional_string(obj: dict[str, Any], key: str, where: str) -> None:
     if key in obj and not isinstance(obj[key], str):
         raise _invalid(f"{where}{key}", "must be a string")
@@ -99,7 +96,7 @@ def _check_descriptor(desc: Any, where: str, strict_media_type: bool = True) -> 
     if not isinstance(desc["digest"], str):
         raise _invalid(f"{where}/digest", "must be a string")
     size = desc["size"]
-    if not _is_integer(size) or size < 0:
+    if not strictjson.is_int64(size) or size < 0:
         raise _invalid(f"{where}/size", "must be a non-negative integer")
     urls = desc.get("urls")
     if "urls" in desc and not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
@@ -113,7 +110,7 @@ def _check_common(doc: dict[str, Any]) -> None:
     version = doc.get("schemaVersion")
     if "schemaVersion" not in doc:
         raise _invalid("(root)", "'schemaVersion' is a required property")
-    if not _is_integer(version) or version != 2:
+    if not strictjson.is_int64(version) or version != 2:
         raise _invalid("schemaVersion", "must be 2")
     _optional_string(doc, "mediaType", "")
     _optional_string(doc, "artifactType", "")
@@ -122,6 +119,8 @@ def _check_common(doc: dict[str, Any]) -> None:
 
 def _check_image(doc: dict[str, Any]) -> None:
     _check_common(doc)
+    if "manifests" in doc:  # runtimes tell an index from an image by these fields: never both
+        raise _invalid("manifests", "an image manifest must not have 'manifests'")
     for key in ("config", "layers"):
         if key not in doc:
             raise _invalid("(root)", f"{key!r} is a required property")
@@ -136,6 +135,9 @@ def _check_image(doc: dict[str, Any]) -> None:
 
 def _check_index(doc: dict[str, Any]) -> None:
     _check_common(doc)
+    for key in ("config", "layers"):
+        if key in doc:
+            raise _invalid(key, f"an index must not have {key!r}")
     if "manifests" not in doc:
         raise _invalid("(root)", "'manifests' is a required property")
     if not isinstance(doc["manifests"], list):
@@ -181,8 +183,10 @@ def _nesting_exceeds(doc: Any, limit: int) -> bool:
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate `body` as a manifest of the declared `content_type` (or its own `mediaType`)."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        doc = strictjson.loads(body, strictjson.MANIFEST_FIELDS)
+    except strictjson.AmbiguousJSONError as e:
+        raise ManifestInvalidError(f"manifest JSON is ambiguous (clients would read it differently): {e}") from e
+    except ValueError as e:  # UnicodeDecodeError included
         raise ManifestInvalidError(f"manifest is not valid JSON: {e}") from e
     except RecursionError as e:  # hostile nesting depth
         raise ManifestInvalidError("manifest JSON is nested too deeply") from e

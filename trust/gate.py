@@ -5,7 +5,8 @@ Rules (a manifest that does not exist never reaches the gate; it is a plain 404)
 - a principal holding push on the repository reading by HEAD or by digest (`push_holder_head`): served
   (build and signing tools read the subject before pushing a signature);
 - signature artifacts themselves (cosign `.sig`/`.att`, sigstore bundles, notation signatures, the
-  referrers-tag-schema index), classified by their own manifest: served;
+  referrers-tag-schema index), proven by their content to be nothing a runtime could run
+  (trust.exemption): served;
 - otherwise served only if ANY requirement of the project's `require_any` accepts the manifest; each
   requirement is checked by its `SignatureSource` (trust.sources): Notary (trust.sources.notary),
   cosign (trust.cosign), notation (trust.notation).
@@ -38,10 +39,10 @@ from typing import Any
 from storage.store import Manifest, RegistryStore
 from trust.collection import VerifiedTargets
 from trust.cosign import CosignSource
+from trust.exemption import SignatureExemption
 from trust.notation import NotationSource
 from trust.policy import ContentTrust, PolicyHolder, Requirement
 from trust.sources import SignatureSource, SourceResult, Subject
-from trust.sources.artifacts import is_signature_artifact
 from trust.sources.notary import INDEX_TYPES, NotarySettings, NotarySource, TrustDataSource, Verification
 from trust.sources.notary import REFUSAL as NOTARY_REFUSAL
 from trust.sources.notary import error_reason as _error_reason
@@ -95,6 +96,7 @@ class ContentTrustGate:
         self._verdicts: OrderedDict[tuple[Any, ...], _CachedResult] = OrderedDict()
         # Notary acceptances: (repository, tag, digest, length) -> the verification that accepted
         self._accepted: OrderedDict[tuple[str, str | None, Any, int], Verification] = OrderedDict()
+        self.exemption = SignatureExemption(store, cache_size)
         self.notary = NotarySource(store, source, policy, lambda: self.clock(), cache_size, self._count, recheck)
         self.sources: dict[str, SignatureSource] = {
             "notary": self.notary,
@@ -141,7 +143,7 @@ class ContentTrustGate:
             return SERVED
         if self.remembered(repository, tag, manifest):
             return SERVED
-        if _SIGNATURE_HINTS.search(manifest.body) and is_signature_artifact(manifest, tag):
+        if _SIGNATURE_HINTS.search(manifest.body) and await self.exemption.exempt(repository, tag, manifest):
             return SERVED
         subject = Subject(self.store, repository, tag, manifest)
         refusals: list[tuple[Requirement, SourceResult]] = []

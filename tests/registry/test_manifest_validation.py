@@ -83,11 +83,13 @@ def test_foreign_layers_with_urls_are_not_required() -> None:
     assert [str(d) for d in parse(doc).blobs] == [D1, D2]
 
 
-def test_integral_float_size_and_version_are_integers() -> None:
-    doc = image()
-    doc["schemaVersion"] = 2.0
-    doc["config"]["size"] = 10.0
-    assert len(parse(doc).blobs) == 2
+@pytest.mark.parametrize("path, value", [("schemaVersion", 2.0), ("config/size", 10.0),
+                                         ("layers/0/size", 2**63), ("config/size", True)])
+def test_sizes_and_version_are_int64_literals_as_go_decodes_them(path: str, value: Any) -> None:
+    """Go's encoding/json cannot put 10.0 or 2**63 into an int64: containerd would fail the document
+    that Python's json reads happily, so it is refused at push."""
+    with pytest.raises(ManifestInvalidError):
+        parse(_set(image(), path, value))
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

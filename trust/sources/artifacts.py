@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from storage.references import Digest
 from storage.store import BlobUnknownError, Manifest, ManifestUnknownError, RegistryStore
+from trust import strictjson
 
 NOTATION_SIGNATURE = "application/vnd.cncf.notary.signature"
 SIGSTORE_BUNDLE_PREFIX = "application/vnd.dev.sigstore.bundle"
@@ -31,15 +30,21 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MAX_SIGNATURE_BLOB = 1 << 20
 MAX_CANDIDATES = 64
-_TAG_SCHEME = re.compile(r"^(sha256|sha512)-[0-9a-f]{64,128}$")
+
+
+def strict_doc(manifest: Manifest) -> dict[str, Any] | None:
+    """The manifest's JSON object as Go clients read it, or None if they could read it otherwise
+    (trust.strictjson) or it is not a JSON object."""
+    try:
+        doc = strictjson.loads(manifest.body, strictjson.MANIFEST_FIELDS)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def manifest_doc(manifest: Manifest) -> dict[str, Any]:
-    try:
-        doc = json.loads(manifest.body)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    """`strict_doc`, with {} for anything ambiguous or not an object (it then classifies as nothing)."""
+    return strict_doc(manifest) or {}
 
 
 def layer_types(doc: dict[str, Any]) -> list[str]:
@@ -50,11 +55,10 @@ def layer_types(doc: dict[str, Any]) -> list[str]:
 
 
 def signature_kind(doc: dict[str, Any]) -> str | None:
-    """"cosign" (legacy .sig/.att), "sigstore-bundle", "notation", or None for anything else.
-
-    Strict on purpose, since signature artifacts are not gated: besides the artifact type, every layer
-    must be of the signature's own media type (nothing a runtime would unpack) and the config must be
-    the one the format prescribes."""
+    """"cosign" (legacy .sig/.att), "sigstore-bundle", "notation", or None for anything else, from the
+    manifest's own fields: besides the artifact type, every layer must be of the signature's own media
+    type and the config of the media type the format prescribes. This picks candidates; only
+    trust.exemption, which reads the blobs, decides that one is served ungated."""
     layers = layer_types(doc)
     if not layers:
         return None
@@ -70,16 +74,6 @@ def signature_kind(doc: dict[str, Any]) -> str | None:
     if all(t in (COSIGN_SIMPLESIGNING, DSSE_ENVELOPE) for t in layers):
         return "cosign"
     return None
-
-
-def is_signature_artifact(manifest: Manifest, tag: str | None) -> bool:
-    """Signature artifacts are never gated: cosign `.sig`/`.att` manifests, sigstore bundle and
-    notation signature manifests (by their own content), and the referrers-tag-schema index read by
-    its `<alg>-<hex>` tag (an index only lists; whatever it lists is gated when pulled)."""
-    doc = manifest_doc(manifest)
-    if signature_kind(doc) is not None:
-        return True
-    return tag is not None and _TAG_SCHEME.match(tag) is not None and manifest.media_type == OCI_INDEX
 
 
 def tag_for(digest: Digest, suffix: str = "") -> str:

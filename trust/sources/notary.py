@@ -13,7 +13,6 @@ stored timestamp changes (one cheap read per decision), or when the verified met
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from trust.collection import StoredTrustData, VerifiedTargets, verify_trust_data
 from trust.errors import Expired, NoTrustData, TrustError
 from trust.policy import NotaryRequirement, PolicyHolder, Requirement
 from trust.sources import ACCEPTED, SourceResult, Subject
+from trust.sources.artifacts import manifest_doc
 
 log = logging.getLogger("trustreg.trust.gate")
 INDEX_TYPES = (
@@ -218,11 +218,9 @@ class NotarySource:
             return frozenset()  # not (or no longer) in this repository: not cached
         children: frozenset[str] = frozenset()
         if manifest.media_type in INDEX_TYPES:
-            try:
-                doc = json.loads(manifest.body)
-                children = frozenset(m["digest"] for m in doc.get("manifests", []) if isinstance(m, dict))
-            except (ValueError, KeyError, TypeError):
-                children = frozenset()
+            entries = manifest_doc(manifest).get("manifests")  # read as containerd reads it
+            children = frozenset(m["digest"] for m in entries or () if isinstance(m, dict)
+                                 and isinstance(m.get("digest"), str))
         self._children[key] = children
         if len(self._children) > 4 * self._cache_size:
             self._children.popitem(last=False)
