@@ -7,11 +7,18 @@ from typing import Protocol
 from aiohttp import web
 
 PRINCIPAL = web.RequestKey("principal", object)  # the authenticated user name (str), or None: anonymous
+GRANT = web.RequestKey("token_grant", object)  # token mode: the verified token's grant (None: no token)
 
 
 class Authorizer(Protocol):
     async def allowed(self, request: web.Request, repository: str, action: str) -> bool:
         """Whether the request's principal may `action` ("pull", "push", "delete") on `repository`."""
+        ...
+
+    async def credential_grants(self, request: web.Request, repository: str, action: str) -> bool:
+        """Whether the credential THIS request presented grants `action` on `repository`: an
+        authenticated principal whose roles allow it and, in token mode, whose token's scope holds it
+        too (a pull-only token of an account that may push grants pull only). Anonymous: never."""
         ...
 
     def challenge(self, request: web.Request, repository: str) -> Exception | None:
@@ -25,6 +32,9 @@ class AllowAll:
 
     async def allowed(self, request: web.Request, repository: str, action: str) -> bool:
         return True
+
+    async def credential_grants(self, request: web.Request, repository: str, action: str) -> bool:
+        return False  # nobody authenticates
 
     def challenge(self, request: web.Request, repository: str) -> Exception | None:
         return None

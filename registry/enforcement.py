@@ -1,6 +1,7 @@
 """Wires the content-trust gate (trust.gate) into manifest GET/HEAD: refusals become 412 DENIED.
 
-A principal holding push permission on the repository is exempt for HEAD and for GET by digest
+A request whose credential grants push on the repository (the account's roles and, in token mode,
+the token's scope) is exempt for HEAD and for GET by digest
 (build and signing tools: docker, `cosign sign`, `notation sign` read the subject before pushing). A
 refused HEAD that came without credentials is answered with a 401 challenge where every client can
 answer one (token auth), so a signing tool that authenticates only when challenged gets its turn.
@@ -76,10 +77,10 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
             return
         principal = request.get(PRINCIPAL)
         # Signing tools read the subject first (cosign: GET+HEAD by digest; notation, docker: HEAD).
+        # The exemption follows what this request's credential grants, not what its account could get.
         push_holder_read = (
             (request.method == "HEAD" or tag is None)
-            and principal is not None
-            and await request.app[AUTHORIZER].allowed(request, name, "push")
+            and await request.app[AUTHORIZER].credential_grants(request, name, "push")
         )
         verdict = await gate.decide(name, tag, manifest, push_holder_head=push_holder_read)
         label = verdict.code or _reason_label(verdict.reason)

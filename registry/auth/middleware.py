@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from registry.access import PRINCIPAL
+from registry.access import GRANT, PRINCIPAL
 from registry.auth.scope import Requirement, parse_scopes, required_access
 from registry.auth.service import AuthService, Credentials, parse_authorization
 from registry.auth.tokens import TokenError
@@ -53,6 +53,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     else:
         principal = await svc.basic_principal(creds, request.remote)
     request[PRINCIPAL] = principal
+    request[GRANT] = grant
     svc.authorize(req, principal, grant, request.host, request.scheme)
     return await handler(request)
 

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from config.loader import ConfigError, Settings
-from registry.access import PRINCIPAL
+from registry.access import GRANT, PRINCIPAL
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.policy import Policy
 from registry.auth.scope import Access, Requirement, scope_repository
@@ -154,6 +154,16 @@ class AuthService:
     async def allowed(self, request: web.Request, repository: str, action: str) -> bool:
         """The Authorizer protocol: may the request's principal `action` on `repository`?"""
         return self.policy.allows(request.get(PRINCIPAL), repository, action)
+
+    async def credential_grants(self, request: web.Request, repository: str, action: str) -> bool:
+        """The Authorizer protocol: the account's roles, and in token mode the token's scope as well."""
+        principal = request.get(PRINCIPAL)
+        if principal is None or not self.policy.allows(principal, repository, action):
+            return False
+        if self.tokens is None:
+            return True
+        grant = request.get(GRANT)
+        return isinstance(grant, TokenGrant) and grant.grants("repository", repository, frozenset({action}))
 
     def challenge(self, request: web.Request, repository: str) -> Exception | None:
         """The Authorizer protocol: in token mode, a pull challenge for a request without credentials
