@@ -12,7 +12,11 @@ when, in notation's order (signature specification; trust store and trust policy
    of its certificates is a CA of the trust root, and the leaf's subject matches an identity;
 3. expiry: `io.cncf.notary.expiry`, if present, is in the future;
 4. authentic timestamp: every certificate is valid now (`notary.x509`; no TSA countersignatures are
-   evaluated) or at the signed `authenticSigningTime` (`notary.x509.signingAuthority`).
+   evaluated) or at the signed, critical `authenticSigningTime` (`notary.x509.signingAuthority`).
+As in notation, the signing scheme must match the trust store: `notary.x509` signatures verify only
+against an `x509-ca` root (notation's `ca` store), `notary.x509.signingAuthority` ones only against an
+`x509-signing-authority` root (its `signingAuthority` store), so a signer cannot choose the back-dated
+time rule by claiming the other scheme.
 Revocation (OCSP/CRL) is not checked: it needs the network at pull time.
 """
 
@@ -33,7 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from storage.store import Manifest, RegistryStore
 from trust.errors import Malformed
-from trust.policy import NotationRequirement, Requirement, identity_matches
+from trust.policy import X509_CA, X509_SIGNING_AUTHORITY, NotationRequirement, Requirement, identity_matches
 from trust.sources import SourceResult, Subject
 from trust.sources.artifacts import BlobError, load_manifest, read_layer, signature_kind
 from trust.timeutil import parse_rfc3339
@@ -283,6 +287,11 @@ def verify_notation(blob: bytes, media_type: str, manifest: Manifest, requiremen
     certificate or signature expiry). Raises NotationRefusal with the reason."""
     envelope = parse_jws(blob) if media_type == JWS else parse_cose(blob)
     scheme = check_headers(envelope)
+    wanted = SIGNING_AUTHORITY if requirement.trust_root.type == X509_SIGNING_AUTHORITY else X509
+    if scheme != wanted:
+        raise NotationRefusal(f"signing scheme not trusted: {scheme} signatures need a trust root of type "
+                              f"{X509_CA if scheme == X509 else X509_SIGNING_AUTHORITY}; "
+                              f"{requirement.trust_root.name!r} is a {requirement.trust_root.type}")
     trusted = {c.der for c in requirement.trust_root.certificates}
     try:
         leaf = x509.load_der_x509_certificate(envelope.chain[0]) if envelope.chain else None
@@ -302,8 +311,8 @@ def verify_notation(blob: bytes, media_type: str, manifest: Manifest, requiremen
         raise NotationRefusal(f"signature expired: at {expiry.isoformat()}")
     moment = now
     if scheme == SIGNING_AUTHORITY:
-        if AUTHENTIC_SIGNING_TIME not in envelope.protected:
-            raise NotationRefusal("malformed envelope: signingAuthority scheme without authenticSigningTime")
+        if AUTHENTIC_SIGNING_TIME not in envelope.protected or AUTHENTIC_SIGNING_TIME not in envelope.protected["crit"]:
+            raise NotationRefusal("malformed envelope: signingAuthority scheme without a critical authenticSigningTime")
         moment = _time(envelope.protected[AUTHENTIC_SIGNING_TIME], "authenticSigningTime")
     for cert in chain:
         if cert.not_valid_after_utc < moment:

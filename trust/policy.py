@@ -37,6 +37,8 @@ DEFAULT_SIGNERS: tuple[str, ...] = ("targets/releases", "targets")
 DEFAULT_PROJECT_NAME = "library"
 COSIGN_KEY = "cosign-key"
 X509_CA = "x509-ca"
+X509_SIGNING_AUTHORITY = "x509-signing-authority"  # notation's `signingAuthority` trust store
+X509_TYPES = (X509_CA, X509_SIGNING_AUTHORITY)
 _versions = itertools.count(1)
 
 CosignPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -98,7 +100,7 @@ class TrustRoot:
     @property
     def certificates(self) -> tuple[TrustedCertificate, ...]:
         self.load()
-        return self._loaded["material"] if self.type == X509_CA else ()
+        return self._loaded["material"] if self.type in X509_TYPES else ()
 
 
 def _read(ref: str, where: str) -> bytes:
@@ -280,10 +282,10 @@ def _requirement(entry: Any, where: str, ct: ContentTrust, roots: Mapping[str, T
     root = roots.get(name) if isinstance(name, str) else None
     if root is None:
         raise PolicyError(f"config error at {where}.{kind}.trust_root: unknown trust root {name!r}")
-    wanted = COSIGN_KEY if kind == "cosign" else X509_CA
-    if root.type != wanted:
+    wanted = (COSIGN_KEY,) if kind == "cosign" else X509_TYPES
+    if root.type not in wanted:
         raise PolicyError(
-            f"config error at {where}.{kind}.trust_root: {name!r} is a {root.type}, {kind} needs {wanted}")
+            f"config error at {where}.{kind}.trust_root: {name!r} is a {root.type}, {kind} needs {' or '.join(wanted)}")
     if kind == "cosign":
         return CosignRequirement(root, int(body.get("min_signatures", 1)))
     identities = tuple(body.get("identities") or ("*",))
@@ -324,8 +326,9 @@ def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[st
     for name, spec in (raw or {}).items():
         spec = spec or {}
         kind = spec.get("type")
-        if kind not in (COSIGN_KEY, X509_CA):
-            raise PolicyError(f"config error at trust_roots.{name}.type: must be {COSIGN_KEY} or {X509_CA}")
+        if kind not in (COSIGN_KEY, *X509_TYPES):
+            raise PolicyError(f"config error at trust_roots.{name}.type: must be {COSIGN_KEY}, {X509_CA} or "
+                              f"{X509_SIGNING_AUTHORITY}")
         listed = spec.get("public_keys" if kind == COSIGN_KEY else "certificates") or []
         if not listed:
             what = "public_keys" if kind == COSIGN_KEY else "certificates"

@@ -247,12 +247,17 @@ def target_payload(subject: dict[str, Any]) -> bytes:
 
 def jws_envelope(pki: Pki, subject: dict[str, Any], *, expiry: datetime | None = None,
                  payload: bytes | None = None, chain: list[x509.Certificate] | None = None,
-                 alg: str | None = None) -> bytes:
+                 alg: str | None = None, authentic_time: datetime | None = None) -> bytes:
+    """`authentic_time`: the `notary.x509.signingAuthority` scheme, claiming that signing time."""
     protected: dict[str, Any] = {
         "alg": alg or _notation_alg(pki.leaf_key)[0], "crit": ["io.cncf.notary.signingScheme"], "cty": PAYLOAD_CTY,
         "io.cncf.notary.signingScheme": "notary.x509",
         "io.cncf.notary.signingTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if authentic_time is not None:
+        protected["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority"
+        protected["crit"].append("io.cncf.notary.authenticSigningTime")
+        protected["io.cncf.notary.authenticSigningTime"] = authentic_time.strftime("%Y-%m-%dT%H:%M:%SZ")
     if expiry is not None:
         protected["crit"].append("io.cncf.notary.expiry")
         protected["io.cncf.notary.expiry"] = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
