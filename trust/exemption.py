@@ -13,8 +13,9 @@ could run must never pass through it. So it rests on content, never on labels:
   and a `rootfs` of exactly the signature layers (so a runtime cannot find, by `rootfs.diff_ids`,
   snapshots already unpacked from a signed image and start them under another command).
 The referrers-tag-schema index (`<alg>-<hex>` tag, OCI index media type) is served too: an index only
-lists, and each manifest it lists is gated when pulled. Proofs are remembered per (repository,
-manifest digest): content is immutable, so a proof holds for as long as the digest names it.
+lists, and each manifest it lists is gated when pulled. Outcomes are remembered per (repository,
+manifest digest): content is immutable, so an outcome holds for as long as the digest names it
+(except a refusal for a missing blob, which a later upload can change).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from trust.sources.artifacts import (
     OCI_MANIFEST,
     SIGSTORE_BUNDLE_PREFIX,
     BlobError,
+    BlobMissingError,
     read_layer,
     signature_kind,
     strict_doc,
@@ -52,6 +54,10 @@ _SIMPLE_SIGNING_TYPES = ("cosign container image signature", "atomic container s
 class NotProven(Exception):
     """The manifest is not shown to be a signature artifact; the message says why."""
 
+    def __init__(self, message: str, lasting: bool = True) -> None:
+        super().__init__(message)
+        self.lasting = lasting  # False: may change when missing content arrives
+
 
 class SignatureExemption:
     """Decides, from content, whether a manifest is a signature artifact the gate may serve."""
@@ -59,24 +65,28 @@ class SignatureExemption:
     def __init__(self, store: RegistryStore, cache_size: int = 10_000) -> None:
         self.store = store
         self._cache_size = cache_size
-        self._proven: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._outcomes: OrderedDict[tuple[str, str], bool] = OrderedDict()
 
     async def exempt(self, repository: str, tag: str | None, manifest: Manifest) -> bool:
         """Whether `manifest` (read from `repository`, by `tag` if given) is served unjudged."""
         if tag is not None and _TAG_SCHEME.match(tag) and manifest.media_type == OCI_INDEX:
             return strict_doc(manifest) is not None
         key = (repository, str(manifest.digest))
-        if key in self._proven:
-            self._proven.move_to_end(key)
-            return True
+        outcome = self._outcomes.get(key)
+        if outcome is not None:
+            self._outcomes.move_to_end(key)
+            return outcome
         try:
             await self.prove(repository, manifest)
-        except NotProven:
-            return False
-        self._proven[key] = True
-        if len(self._proven) > self._cache_size:
-            self._proven.popitem(last=False)
-        return True
+            outcome = True
+        except NotProven as e:
+            if not e.lasting:
+                return False
+            outcome = False
+        self._outcomes[key] = outcome
+        if len(self._outcomes) > self._cache_size:
+            self._outcomes.popitem(last=False)
+        return outcome
 
     async def prove(self, repository: str, manifest: Manifest) -> str:
         """The signature kind of `manifest`, or NotProven with the reason."""
@@ -104,7 +114,7 @@ class SignatureExemption:
         try:
             return await read_layer(self.store, repository, descriptor)
         except BlobError as e:
-            raise NotProven(str(e)) from e
+            raise NotProven(str(e), lasting=not isinstance(e, BlobMissingError)) from e
 
     async def _cosign_config(self, repository: str, descriptor: Any, layers: list[dict[str, Any]]) -> None:
         if not isinstance(descriptor, dict) or descriptor.get("mediaType") not in IMAGE_CONFIGS:

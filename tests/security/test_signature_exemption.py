@@ -164,6 +164,15 @@ async def test_missing_signature_blob(gate, registry_store) -> None:  # noqa: F8
     assert not await _served(gate, registry_store, body, blobs[:1])
 
 
+async def test_signature_whose_blob_arrives_later_is_then_served(gate, registry_store) -> None:  # noqa: F811
+    """A refusal for a missing blob is not remembered; a proven outcome is."""
+    payload = simple_signing_payload("sha256:" + "0" * 64)
+    body, blobs = manifest((OCI_CONFIG, cosign_config([payload])), [(SIMPLESIGNING, payload)])
+    assert not await _served(gate, registry_store, body, blobs[:1])
+    await registry_store.store.put_blob(REPO, _once(payload), Digest.of(payload))
+    assert await _served(gate, registry_store, body, blobs)
+
+
 async def test_docker_schema2_look_alike(gate, registry_store) -> None:  # noqa: F811
     config = (("application/vnd.docker.container.image.v1+json"), json.dumps(RUN_CONFIG).encode())
     body, blobs = manifest(config, [(SIMPLESIGNING, LAYER)], media_type=DOCKER_MANIFEST)

@@ -131,6 +131,10 @@ class BlobError(Exception):
     """A signature blob is missing, too large, or does not match its descriptor's digest."""
 
 
+class BlobMissingError(BlobError):
+    """The blob is not (yet) in the repository."""
+
+
 async def read_layer(store: RegistryStore, repository: str, layer: Any) -> bytes:
     """Read a signature layer blob (bounded) and check it against the descriptor's digest."""
     if not isinstance(layer, dict) or not isinstance(layer.get("digest"), str):
@@ -142,7 +146,7 @@ async def read_layer(store: RegistryStore, repository: str, layer: Any) -> bytes
     try:
         info = await store.stat_blob(repository, digest)
     except BlobUnknownError as e:
-        raise BlobError(f"layer blob {digest} is missing") from e
+        raise BlobMissingError(f"layer blob {digest} is missing") from e
     if info.size > MAX_SIGNATURE_BLOB:
         raise BlobError(f"layer blob {digest} is too large ({info.size} bytes)")
     chunks = [chunk async for chunk in store.read_blob(info)]
