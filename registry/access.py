@@ -21,9 +21,11 @@ class Authorizer(Protocol):
         too (a pull-only token of an account that may push grants pull only). Anonymous: never."""
         ...
 
-    def challenge(self, request: web.Request, repository: str) -> Exception | None:
-        """A 401 asking a client that sent no credentials to authenticate for `repository`, when
-        every client can answer it (token auth: anonymous clients get tokens too); else None."""
+    def challenge(self, request: web.Request, repository: str,
+                  actions: frozenset[str] = frozenset({"pull"})) -> Exception | None:
+        """A 401 asking the client to authenticate for `actions` on `repository`, where every client
+        can answer it (token auth: anonymous clients get tokens too); for push, also a token holder
+        whose account may push (insufficient scope); else None."""
         ...
 
 
@@ -36,7 +38,8 @@ class AllowAll:
     async def credential_grants(self, request: web.Request, repository: str, action: str) -> bool:
         return False  # nobody authenticates
 
-    def challenge(self, request: web.Request, repository: str) -> Exception | None:
+    def challenge(self, request: web.Request, repository: str,
+                  actions: frozenset[str] = frozenset({"pull"})) -> Exception | None:
         return None
 
 

@@ -4,13 +4,17 @@ A request whose credential grants push on the repository (the account's roles an
 the token's scope) is exempt for HEAD and for GET by digest
 (build and signing tools: docker, `cosign sign`, `notation sign` read the subject before pushing). A
 refused HEAD that came without credentials is answered with a 401 challenge where every client can
-answer one (token auth), so a signing tool that authenticates only when challenged gets its turn.
+answer one (token auth), so a signing tool that authenticates only when challenged gets its turn; a
+refused exemptible read by notation or cosign (by their User-Agent) whose token lacks push, from an
+account that may push, is answered with an `insufficient_scope` challenge for pull,push: they ask
+for a pull token first, and an honest runtime is never invited to escalate.
 The policy (with its trust roots' key and certificate files, relative to the config file) is
 loaded at start and on reload; an invalid one refuses to start / keeps the running one."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
@@ -30,6 +34,9 @@ log = logging.getLogger("trustreg.trust.gate")
 # Verified trust data is confirmed against storage at most this often per repository (publishes through
 # this process invalidate at once); bounds how long another process's publish takes to be seen.
 TRUST_RECHECK_SECONDS = 0.1
+# User agents of the signing tools (notation: "notation/<version>", cosign: "cosign/<version> ...").
+SIGNING_TOOL = re.compile(r"(notation|cosign)/")
+PULL_PUSH = frozenset({"pull", "push"})
 GATE = web.AppKey("content_trust_gate", ContentTrustGate)
 POLICY = web.AppKey("policy", PolicyHolder)
 
@@ -87,11 +94,19 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         child(TRUST_DECISIONS, "served" if verdict.served else "refused", label).inc()
         if verdict.served:
             return
+        exemptible = request.method == "HEAD" or tag is None
+        if exemptible and SIGNING_TOOL.match(request.headers.get("User-Agent", "")):
+            # notation and cosign read the subject with whatever token the first challenge asked for
+            # (pull) and ask for push only when they push. Invite them to show push instead: the
+            # exemption still follows the credential, and a runtime (never invited) keeps its
+            # pull-only token even when its account could push.
+            challenge = request.app[AUTHORIZER].challenge(request, name, PULL_PUSH)
+            if challenge is not None:
+                raise challenge
         if request.method == "HEAD" and principal is None:
-            # Signing tools (notation) probe the subject with an anonymous HEAD and authenticate only
-            # when challenged: in a public project a refusal would end them before they show who they
-            # are. Challenge instead, where every client can answer (token auth); pullers that come
-            # back with an anonymous token get the refusal below.
+            # Clients that authenticate only when challenged: in a public project a refusal would end
+            # them before they show who they are. Challenge instead, where every client can answer
+            # (token auth); pullers that come back with an anonymous token get the refusal below.
             challenge = request.app[AUTHORIZER].challenge(request, name)
             if challenge is not None:
                 raise challenge

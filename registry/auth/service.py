@@ -165,14 +165,21 @@ class AuthService:
         grant = request.get(GRANT)
         return isinstance(grant, TokenGrant) and grant.grants("repository", repository, frozenset({action}))
 
-    def challenge(self, request: web.Request, repository: str) -> Exception | None:
-        """The Authorizer protocol: in token mode, a pull challenge for a request without credentials
-        (a client with none fetches an anonymous token and asks again); with Basic auth, None (a
-        client without credentials could not answer it)."""
-        if self.tokens is None or "Authorization" in request.headers:
+    def challenge(self, request: web.Request, repository: str,
+                  actions: frozenset[str] = frozenset({"pull"})) -> Exception | None:
+        """The Authorizer protocol: in token mode, a challenge for `actions` to a request without
+        credentials (a client with none fetches an anonymous token and asks again), or, for push, an
+        `insufficient_scope` challenge to a token whose account may push; with Basic auth, None (a
+        client without credentials could not answer it; a Basic credential is the account itself)."""
+        if self.tokens is None:
             return None
-        req = Requirement("repository", repository, frozenset({"pull"}), repository)
-        return self.unauthorized(req, request.host, request.scheme)
+        req = Requirement("repository", repository, actions, repository)
+        if "Authorization" not in request.headers:
+            return self.unauthorized(req, request.host, request.scheme)
+        principal = request.get(PRINCIPAL)
+        if "push" in actions and principal is not None and self.policy.allows(principal, repository, "push"):
+            return self.unauthorized(req, request.host, request.scheme, error="insufficient_scope")
+        return None
 
     def authorize(self, req: Requirement, principal: str | None, grant: TokenGrant | None,
                   host: str, scheme: str) -> None:

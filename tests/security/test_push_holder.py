@@ -49,3 +49,26 @@ async def test_basic_auth_follows_the_account(registry, htpasswd_file: Path) -> 
     digest = await push_image(client, "secure/app", basic("alice"))
     assert await _reads(client, basic("alice"), digest) == (200, 200, 412)
     assert await _reads(client, basic("carol"), digest) == (412, 412, 412)
+
+
+async def test_signing_tools_are_invited_to_show_push_runtimes_are_not(registry, htpasswd_file: Path) -> None:  # noqa: F811
+    """notation and cosign read the subject with a pull token first: a refused read by them gets an
+    insufficient_scope challenge for pull,push (their account may push); a runtime's does not."""
+    client = await registry(enforced(auth_config(htpasswd_file, token=True)))
+    digest = await push_image(client, "secure/app", bearer(
+        await get_token(client, "repository:secure/app:pull,push", user="alice")))
+    pull_only = await get_token(client, "repository:secure/app:pull", user="alice")
+    path = f"/v2/secure/app/manifests/{digest}"
+    for agent in ("notation/1.3.2", "cosign/v3.0.2 (linux; amd64) go-containerregistry/v0.20.6"):
+        resp = await client.head(path, headers={**bearer(pull_only), "User-Agent": agent})
+        assert resp.status == 401, agent
+        challenge = resp.headers["WWW-Authenticate"]
+        assert 'scope="repository:secure/app:pull,push"' in challenge and 'error="insufficient_scope"' in challenge
+    for agent in ("containerd/1.6.20", "docker/28.2.2 go/go1.24", "skopeo/1.9"):
+        resp = await client.head(path, headers={**bearer(pull_only), "User-Agent": agent})
+        assert resp.status == 412, agent
+    carol = await get_token(client, "repository:secure/app:pull", user="carol")  # may not push: no invitation
+    resp = await client.head(path, headers={**bearer(carol), "User-Agent": "notation/1.3.2"})
+    assert resp.status == 412
+    anonymous = await client.head(path, headers={"User-Agent": "notation/1.3.2"})  # private project: log in first
+    assert anonymous.status == 401
