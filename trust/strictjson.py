@@ -20,6 +20,7 @@ character Go's simple folding does onto the ASCII field names (only `ſ` and the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,18 +31,48 @@ class AmbiguousJSONError(ValueError):
     """The document is not JSON that Go and Python read alike; the message says where and why."""
 
 
-class _Object(dict):
-    """A decoded JSON object that remembers whether two of its keys fold alike."""
-
-    __slots__ = ("fold_clash",)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
-    obj = _Object(pairs)
-    if len(obj) != len(pairs):
-        raise AmbiguousJSONError(f"duplicate key {_duplicate(pairs)!r}")
-    obj.fold_clash = len({k.casefold() for k in obj}) != len(obj)
-    return obj
+class Fields:
+    """Known field names (exact spelling) of a document's structs, and the keys whose values are
+    free-form maps (annotations, labels), where only folded duplicates are refused."""
+
+    def __init__(self, names: Iterable[str], maps: Iterable[str] = ()) -> None:
+        self.exact = frozenset(names)
+        self.by_fold = {n.casefold(): n for n in names}
+        self.maps = frozenset(maps)
+
+
+def loads(data: bytes, fields: Fields) -> Any:
+    """Decode `data` (UTF-8 JSON) or raise AmbiguousJSONError / ValueError (not JSON at all).
+
+    Written for the push path's budget: duplicates and folded duplicates are caught while decoding;
+    the (rare) objects with a key spelled like a known field in another case are set aside and judged
+    after decoding, by where they sit (a free-form map may have such keys); strings are searched for
+    lone surrogates only if the text has a surrogate escape at all."""
+    if data[:3] == b"\xef\xbb\xbf":
+        raise AmbiguousJSONError("a byte-order mark is not JSON")
+    text = data.decode("utf-8")  # strict: UnicodeDecodeError (a ValueError) for anything else
+    suspects: set[int] = set()
+    exact, by_fold = fields.exact, fields.by_fold
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items):
+            raise AmbiguousJSONError(f"duplicate key {_duplicate(items)!r}")
+        folded = {k.casefold() for k in obj}
+        if len(folded) != len(obj):
+            raise AmbiguousJSONError(f"keys that differ only by case: {sorted(obj)[:10]}")
+        if not exact.issuperset(obj) and any(k not in exact and k.casefold() in by_fold for k in obj):
+            suspects.add(id(obj))
+        return obj
+
+    doc = json.loads(text, object_pairs_hook=pairs, parse_constant=_constant)
+    surrogates = _SURROGATE_ESCAPE.search(text) is not None
+    if suspects or surrogates:
+        _check(doc, fields, suspects, surrogates)
+    return doc
 
 
 def _duplicate(pairs: list[tuple[str, Any]]) -> str:
@@ -65,40 +96,19 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-class Fields:
-    """Known field names (exact spelling) of a document's structs, and the keys whose values are
-    free-form maps (annotations, labels), where only folded duplicates are refused."""
-
-    def __init__(self, names: Iterable[str], maps: Iterable[str] = ()) -> None:
-        self.by_fold = {n.casefold(): n for n in names}
-        self.maps = frozenset(maps)
-
-
-def loads(data: bytes, fields: Fields) -> Any:
-    """Decode `data` (UTF-8 JSON) or raise AmbiguousJSONError / ValueError (not JSON at all)."""
-    if data[:3] == b"\xef\xbb\xbf":
-        raise AmbiguousJSONError("a byte-order mark is not JSON")
-    text = data.decode("utf-8")  # strict: UnicodeDecodeError (a ValueError) for anything else
-    doc = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
-    _check(doc, fields)
-    return doc
-
-
-def _check(doc: Any, fields: Fields) -> None:
+def _check(doc: Any, fields: Fields, suspects: set[int], surrogates: bool) -> None:
     """Walk the document iteratively (its depth is bounded by the caller, not by our stack)."""
     stack: list[tuple[Any, str, bool]] = [(doc, "", False)]
     while stack:
         value, where, free_form = stack.pop()
         if isinstance(value, str):
-            if _has_lone_surrogate(value):
+            if surrogates and _has_lone_surrogate(value):
                 raise AmbiguousJSONError(f"{where or '(root)'}: lone surrogate escape in a string")
         elif isinstance(value, dict):
-            if getattr(value, "fold_clash", False):
-                raise AmbiguousJSONError(f"{where or '(root)'}: keys that differ only by case")
             for key, child in value.items():
-                if _has_lone_surrogate(key):
+                if surrogates and _has_lone_surrogate(key):
                     raise AmbiguousJSONError(f"{where or '(root)'}: lone surrogate escape in a key")
-                if not free_form:
+                if not free_form and id(value) in suspects:
                     known = fields.by_fold.get(key.casefold())
                     if known is not None and known != key:
                         raise AmbiguousJSONError(f"{where}/{key[:100]}: key differs from field {known!r} "
