@@ -70,7 +70,8 @@ class SignatureExemption:
     async def exempt(self, repository: str, tag: str | None, manifest: Manifest) -> bool:
         """Whether `manifest` (read from `repository`, by `tag` if given) is served unjudged."""
         if tag is not None and _TAG_SCHEME.match(tag) and manifest.media_type == OCI_INDEX:
-            return strict_doc(manifest) is not None
+            doc = strict_doc(manifest)  # only lists: an index that also carries image fields is gated
+            return doc is not None and "config" not in doc and "layers" not in doc
         key = (repository, str(manifest.digest))
         outcome = self._outcomes.get(key)
         if outcome is not None:

@@ -215,6 +215,15 @@ async def test_tag_schema_index_is_served_but_what_it_lists_is_gated(gate, regis
     assert not (await gate.decide(REPO, None, image.manifest)).served
 
 
+async def test_tag_schema_index_that_also_carries_an_image_is_gated(gate, registry_store) -> None:  # noqa: F811
+    image = await registry_store.image()
+    doc = json.loads(image.manifest.body)
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image.subject],
+                        "config": doc["config"], "layers": doc["layers"]}).encode()
+    stored = await store_raw(registry_store, index, [], OCI_INDEX, tag_for(image.digest))
+    assert not (await gate.decide(REPO, tag_for(image.digest), stored)).served
+
+
 async def test_referrer_with_runnable_config(gate, registry_store) -> None:  # noqa: F811
     """An OCI 1.0-form notation referrer whose config blob is an image config, not `{}`."""
     image = await registry_store.image()
