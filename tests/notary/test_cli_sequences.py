@@ -85,7 +85,8 @@ def test_publishes_with_nothing_staged(pair: tuple[Side, Side]) -> None:
 
     def scenario(side: Side) -> list[Any]:
         cli = side.cli("empty")
-        out = [cli.run("publish", g)]  # nothing initialised
+        bare = gun("empty-uninitialised")  # publish without init: the CLI initialises and publishes
+        out = [cli.run("publish", bare), cli.list(bare), side.shape(bare)]
         out += [cli.run("init", g), cli.run("publish", g), cli.run("publish", g), side.shape(g)]
         out += [cli.run("key", "rotate", g, "snapshot", "-r"), side.shape(g)]
         out += [cli.run("publish", g), cli.run("publish", g), side.shape(g), cli.list(g)]
