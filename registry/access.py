@@ -44,3 +44,6 @@ class AllowAll:
 
 
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
+# (GUN, repository or None) of a trust API request, mapped once by the auth middleware with the names
+# accepted for this request; the trust server uses exactly this mapping (`registry.notary_api`).
+TRUST_TARGET = web.RequestKey("trust_target", tuple)

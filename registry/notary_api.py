@@ -7,11 +7,17 @@ the service and write exactly what notary-server writes (clients accept only 200
     GET    /v2/<gun>/_trust/tuf/{timestamp,snapshot}.key       POST the same: a new (rotated) key
     POST   /v2/<gun>/_trust/tuf/                               multipart publish
     DELETE /v2/<gun>/_trust/tuf/                               delete the collection
+    GET    /v2/_trust/changefeed?change_id=&records=              every change the caller may pull
+    GET    /v2/<gun>/_trust/changefeed?change_id=&records=        the changes of one GUN
     GET    /_notary_server/health
 
-A GUN is `<server name>/<repository>`. With `trust.server_names` configured, only those names are
+A GUN is `<server name>/<repository>`, mapped by `registry.auth.scope.gun_repository`, the one mapping
+authorization and token scopes use too. With `trust.server_names` configured, only those names are
 accepted; without, the defaults (the `http.addr` host:port, localhost:<port>, 127.0.0.1:<port> when
-listening on every address) and the host:port of the request itself; other GUNs are refused.
+listening on every address) and the host:port of the request itself. With authentication the auth
+middleware maps the GUN once per request (`TRUST_TARGET`) and the handlers act on exactly that
+repository; a GUN that does not map is refused (INVALID_GUN) before anything is read or written.
+Creating a server key (`POST …key`, or a `GET` when none exists) needs push on the repository.
 """
 
 from __future__ import annotations
@@ -29,14 +35,13 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from config.loader import ConfigError, Settings
+from registry.access import AUTHORIZER, TRUST_TARGET
+from registry.auth.scope import ServerNames, gun_repository
 from registry.errors import RegistryError
 from registry.handlers.common import DRIVER, SETTINGS
-from storage.references import is_valid_name
 from trust.server import NotaryError, NotaryService
 
 NOTARY = web.AppKey("notary", NotaryService)
-SERVER_NAMES = web.AppKey("notary_server_names", tuple)
-STRICT_NAMES = web.AppKey("notary_strict_server_names", bool)
 
 DEFAULT_PASSPHRASE_ENV = "TRUSTREG_TRUST_PASSPHRASE"
 INSECURE_DEV_PASSPHRASE = "trustreg-insecure-development-passphrase"  # public: development only
@@ -49,6 +54,7 @@ T = TypeVar("T")
 _BY_VERSION = re.compile(r"^([0-9]+)\.(.+)\.json$")
 _BY_CHECKSUM = re.compile(r"^(.+)\.([0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})\.json$")
 _CURRENT = re.compile(r"^(.+)\.json$")
+_INT32 = re.compile(r"^[+-]?[0-9]+$")
 
 
 # --- configuration ---------------------------------------------------------------------------------
@@ -80,18 +86,26 @@ def key_passphrase(settings: Settings) -> str:
     )
 
 
-def gun_repository(gun: str, names: tuple[str, ...], strict: bool, request_host: str = "") -> str:
-    """The repository of GUN `<server name>/<repository>`; INVALID_GUN for any other GUN.
+def trust_server_names(settings: Settings) -> ServerNames:
+    """The server names GUNs may start with; the request's own host:port too unless names are configured."""
+    configured = bool((settings.raw.get("trust") or {}).get("server_names"))
+    return ServerNames(server_names(settings), from_host=not configured)
 
-    The server name must be one of `names` (`trust.server_names`, or the defaults); without configured
-    names, the host:port the client reached this request with is one of them too (so the registry works
-    behind a port mapping without configuration). Other GUNs are refused.
-    """
-    accepted = set(names) if strict else {*names, request_host.lower()}
-    first, sep, rest = gun.partition("/")
-    if not sep or first.lower() not in accepted or not is_valid_name(rest):
+
+def request_target(request: web.Request, gun: str) -> str:
+    """The repository of the request's GUN: the one the auth middleware authorized (same GUN text), or,
+    without authentication, `gun_repository` with the names accepted for this request. INVALID_GUN
+    when the GUN does not map (nothing has been read or written yet)."""
+    target = request.get(TRUST_TARGET)
+    if target is not None:
+        authorized_gun, repository = target
+        if authorized_gun != gun:  # the router and the middleware read the path differently: refuse
+            repository = None
+    else:
+        repository = gun_repository(gun, trust_server_names(request.app[SETTINGS]).accepted(request.host))
+    if repository is None:
         raise NotaryError("INVALID_GUN", f"{gun} is not <server name>/<repository> for this registry")
-    return rest
+    return repository
 
 
 def setup(app: web.Application) -> NotaryService:
@@ -99,10 +113,10 @@ def setup(app: web.Application) -> NotaryService:
     settings = app[SETTINGS]
     service = NotaryService(app[DRIVER], key_passphrase(settings))
     app[NOTARY] = service
-    app[SERVER_NAMES] = server_names(settings)
-    app[STRICT_NAMES] = bool((settings.raw.get("trust") or {}).get("server_names"))
     r = app.router
     r.add_get("/_notary_server/health", health)
+    r.add_get("/v2/_trust/changefeed", changefeed)
+    r.add_get(r"/v2/{gun:[^*]+?}/_trust/changefeed", changefeed)
     r.add_route("*", r"/v2/{gun:[^*]+?}/_trust/tuf/{path:.*}", dispatch)
     r.add_route("*", r"/v2/{gun:[^*]+?}/_trust/{rest:.*}", unknown)
     return service
@@ -146,14 +160,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     gun = request.match_info["gun"]
     path = request.match_info["path"]
     try:
-        repository = gun_repository(gun, request.app[SERVER_NAMES], request.app[STRICT_NAMES], request.host)
+        repository = request_target(request, gun)
+        if request.method == "GET" and path.endswith(".key"):
+            return key_response(await _get_key(request, service, repository, path[: -len(".key")]))
         if request.method == "GET":
             return await _get(service, repository, gun, path)
         if request.method == "POST" and path == "":
             await service.publish(repository, gun, await _read_parts(request))
             return empty_ok()
         if request.method == "POST" and path.endswith(".key"):
-            return key_response(await service.rotate_key(repository, path[: -len(".key")]))
+            return key_response(await service.create_key(repository, path[: -len(".key")]))
         if request.method == "DELETE" and path == "":
             await service.delete(repository, gun=gun)
             return empty_ok()
@@ -162,9 +178,52 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return error_response(err)
 
 
+async def _get_key(request: web.Request, service: NotaryService, repository: str, role: str) -> dict[str, Any]:
+    """The server's key for `role`; creating one (none exists yet) needs push on the repository."""
+    key = await service.get_key(repository, role)
+    if key is not None:
+        return key
+    if not await request.app[AUTHORIZER].allowed(request, repository, "push"):
+        raise RegistryError("DENIED", f"creating a server key needs push access to {repository}", status=403)
+    return await service.create_key(repository, role)
+
+
+async def changefeed(request: web.Request) -> web.Response:
+    """`GET [/v2/<gun>]/_trust/changefeed?change_id=&records=`: notary-server's paging; the global feed
+    lists only the repositories the caller may pull."""
+    service = request.app[NOTARY]
+    try:
+        records = _query_int(request, "records", required=True)
+        change_id = _query_int(request, "change_id", required=False)
+        if "gun" in request.match_info:
+            gun = request.match_info["gun"]
+            request_target(request, gun)
+            found = await service.changes(change_id, records, gun=gun)
+        else:
+            authorizer = request.app[AUTHORIZER]
+
+            async def visible(repository: str) -> bool:
+                return await authorizer.allowed(request, repository, "pull")
+
+            found = await service.changes(change_id, records, visible=visible)
+    except NotaryError as err:
+        return error_response(err)
+    listed = None if found is None else [c.to_json() for c in found]
+    body = {"count": len(found or ()), "records": listed}
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json")
+
+
+def _query_int(request: web.Request, name: str, *, required: bool) -> int:
+    """A 32-bit integer query parameter (`change_id` may be absent: 0), else INVALID_PARAMETERS."""
+    value = request.query.get(name, "")
+    if value == "" and not required:
+        return 0
+    if not _INT32.match(value) or not -(2**31) <= int(value) < 2**31:
+        raise NotaryError("INVALID_PARAMETERS", f"invalid {name} parameter: {value[:40]!r} is not a 32-bit integer")
+    return int(value)
+
+
 async def _get(service: NotaryService, repository: str, gun: str, path: str) -> web.Response:
-    if path.endswith(".key"):
-        return key_response(await service.get_key(repository, path[: -len(".key")]))
     if m := _BY_VERSION.match(path):
         found = await service.get_by_version(repository, m.group(2), int(m.group(1)), gun=gun)
         return metadata_response(found.data, found.modified, CACHE_IMMUTABLE)

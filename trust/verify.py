@@ -19,13 +19,16 @@ _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 
 
 def verify_threshold(md: Metadata, keys: Mapping[str, PublicKey], role: RoleKeys, what: str) -> set[str]:
-    """Key IDs (distinct, listed for the role) whose signatures over `md` verify.
+    """Key IDs (listed for the role) whose signatures over `md` verify.
 
-    Signatures by key IDs the role does not list are ignored; a signature naming a listed key whose
-    computed ID differs is an error. Raises ThresholdNotMet if fewer than `role.threshold` verify.
+    The threshold counts distinct keys, not key IDs: one key pair listed twice (a bare key and a
+    certificate of it, or two certificates) counts once. Signatures by key IDs the role does not list
+    are ignored; a signature naming a listed key whose computed ID differs is an error. Raises
+    ThresholdNotMet if fewer than `role.threshold` distinct keys signed.
     """
     allowed = set(role.keyids)
     valid: set[str] = set()
+    signers: set[str] = set()  # the key pairs behind `valid` (their bare key IDs)
     for sig in md.signatures:
         if sig.keyid not in allowed or sig.keyid in valid:
             continue
@@ -36,9 +39,11 @@ def verify_threshold(md: Metadata, keys: Mapping[str, PublicKey], role: RoleKeys
             raise BadSignature(f"{what} is signed with key ID {sig.keyid}, which is not the ID of that key")
         if key.verify(sig.method, sig.sig, md.message):
             valid.add(sig.keyid)
-    if len(valid) < role.threshold:
+            signers.add(key.bare_keyid())
+    if len(signers) < role.threshold:
         raise ThresholdNotMet(
-            f"valid signatures did not meet threshold for {what}: {len(valid)} of {role.threshold} required",
+            f"valid signatures did not meet threshold for {what}: {len(signers)} of {role.threshold} required "
+            "(distinct keys)",
             md.role,
         )
     return valid

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from registry.access import GRANT, PRINCIPAL
+from registry.access import GRANT, PRINCIPAL, TRUST_TARGET
 from registry.auth.scope import Requirement, parse_scopes, required_access
 from registry.auth.service import AuthService, Credentials, parse_authorization
 from registry.auth.tokens import TokenError
@@ -37,7 +37,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 creds = Credentials()
             request[PRINCIPAL] = await svc.basic_principal(creds, request.remote)
         return await handler(request)
-    req = required_access(request.method, request.path, svc.server_names)
+    req = required_access(request.method, request.path, svc.server_names.accepted(request.host))
+    if req.trust:  # the trust server acts on exactly the repository authorized here
+        request[TRUST_TARGET] = (req.name, req.repository or None)
     if req.kind == "none":
         return await handler(request)
     req = _bind_route(req, request)

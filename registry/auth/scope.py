@@ -6,8 +6,11 @@
 - `required_access(method, path)` maps a request to what it needs, from the path alone (the same
   route shapes as `registry.app`): pull for reads, push for writes and every upload call, delete for
   manifest/blob DELETE; the catalog needs `registry:catalog:*`; `/v2/` needs any principal.
-- Trust API paths `/v2/<gun>/_trust/...` are governed by the repository the GUN names
-  (`repository_for_gun`). The changefeed of every GUN is for admins only.
+- Trust API paths `/v2/<gun>/_trust/...` are governed by the repository the GUN names, and
+  `gun_repository` is the one mapping from a GUN to a repository: authorization, token scopes and the
+  trust server all use it, with the same accepted server names for one request. A GUN that does not
+  map needs nothing here: the trust server refuses it (INVALID_GUN) before reading or writing.
+  The changefeed of every GUN needs a login; it lists only what the caller may pull.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from storage.references import is_valid_name
 
 ALL_ACTIONS = frozenset({"pull", "push", "delete"})
 
@@ -73,32 +78,40 @@ def parse_scopes(values: Iterable[str]) -> list[Access]:
     return out
 
 
-def _hostlike(component: str) -> bool:
-    return ":" in component or "." in component or component.lower() == "localhost"
+@dataclass(frozen=True)
+class ServerNames:
+    """The server names GUNs may start with: `names` (`trust.server_names`, or the defaults), and,
+    when `from_host` (no names configured), the host:port a request arrived with."""
+
+    names: tuple[str, ...] = ()
+    from_host: bool = False
+
+    def accepted(self, request_host: str) -> tuple[str, ...]:
+        """The names accepted for one request (authorization and the trust server use the same)."""
+        if self.from_host and request_host:
+            return (*self.names, request_host.lower())
+        return self.names
 
 
-def repository_for_gun(gun: str, server_names: Iterable[str] = ()) -> str:
-    """The repository a trust collection `<server name>/<repository>` belongs to.
+def gun_repository(gun: str, server_names: Iterable[str]) -> str | None:
+    """The repository of trust collection `gun`: `<server name>/<repository>` with a server name
+    among `server_names` (case-insensitive) and a valid repository name; None for any other GUN.
 
-    The first component is dropped when it is a configured server name or looks like a host
-    (contains ':' or '.', or is `localhost`); a GUN without one names the repository itself.
-    """
+    The one GUN-to-repository mapping: authorization, token scopes and the trust server use it."""
     first, sep, rest = gun.partition("/")
-    if sep and rest and (first.lower() in {s.lower() for s in server_names} or _hostlike(first)):
-        return rest
-    return gun
+    if not sep or first.lower() not in {n.lower() for n in server_names} or not is_valid_name(rest):
+        return None
+    return rest
 
 
-def scope_repository(name: str, hosts: Iterable[str] = ()) -> str:
-    """The repository a token scope names: registry scopes name it, trust scopes name a GUN.
-
-    Only a first component that cannot be a repository path component (it contains ':') or that is
-    one of `hosts` (names of this server) is taken for a host, so a project called `a.b` stays one.
-    """
-    first, sep, rest = name.partition("/")
-    if sep and rest and (":" in first or first.lower() in {h.lower() for h in hosts}):
-        return rest
-    return name
+def scope_repositories(name: str, server_names: Iterable[str]) -> list[str]:
+    """The repositories a token scope's name may mean: a registry repository name itself, and the
+    repository of the GUN it may be (`gun_repository`). Each is granted only if allowed on its own."""
+    found = [name] if is_valid_name(name) else []
+    repository = gun_repository(name, server_names)
+    if repository is not None and repository not in found:
+        found.append(repository)
+    return found
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,8 @@ def _action(method: str, kind: str) -> str:
 
 
 def required_access(method: str, path: str, server_names: Iterable[str] = ()) -> Requirement:
-    """What `method path` needs (a pure function of the request line)."""
+    """What `method path` needs (a pure function of the request line and the server names accepted
+    for this request)."""
     method = method.upper()
     if path == "/auth/token":
         return Requirement("none")
@@ -157,7 +171,7 @@ def required_access(method: str, path: str, server_names: Iterable[str] = ()) ->
     if path == "/v2/_catalog":
         return Requirement("catalog")
     if path == "/v2/_trust/changefeed":
-        return Requirement("admin")
+        return Requirement("login")  # the handler lists only repositories the caller may pull
     m = _TRUST.match(path)
     if m:
         gun = m.group("gun")
@@ -169,7 +183,9 @@ def required_access(method: str, path: str, server_names: Iterable[str] = ()) ->
             actions = {"push", "delete"}  # server key rotation: notary asks for `*`
         else:
             actions = {"push"}
-        repo = repository_for_gun(gun, server_names)
+        repo = gun_repository(gun, server_names)
+        if repo is None:  # not a collection of this registry: refused by the trust server, reads nothing
+            return Requirement("none", name=gun, trust=True)
         return Requirement("repository", repo, frozenset(actions), name=gun, trust=True)
     for pattern, kind in _OCI:
         m = pattern.match(path)

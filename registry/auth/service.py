@@ -31,7 +31,7 @@ from config.loader import ConfigError, Settings
 from registry.access import GRANT, PRINCIPAL
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.policy import Policy
-from registry.auth.scope import Access, Requirement, scope_repository
+from registry.auth.scope import Access, Requirement, ServerNames, scope_repositories
 from registry.auth.tokens import TokenAuthority, TokenError, TokenGrant
 from registry.errors import RegistryError
 from registry.handlers.common import API_VERSION
@@ -72,13 +72,11 @@ def _raw_auth(settings: Settings) -> dict[str, Any]:
     return settings.raw.get("auth") or {}
 
 
-def _server_names(settings: Settings) -> tuple[str, ...]:
-    """The names GUNs start with: the trust server's own list when it is there, else the configured one."""
-    try:
-        from registry import notary_api
-    except ImportError:  # pragma: no cover - the trust API is optional
-        return tuple((settings.raw.get("trust") or {}).get("server_names") or ())
-    return tuple(notary_api.server_names(settings))
+def _server_names(settings: Settings) -> ServerNames:
+    """The names GUNs start with: the trust server's own (one definition for both)."""
+    from registry import notary_api
+
+    return notary_api.trust_server_names(settings)
 
 
 class AuthService:
@@ -92,7 +90,6 @@ class AuthService:
         self.tokens = tokens
         self.token_config: dict[str, Any] | None = raw.get("token")
         self.server_names = _server_names(settings)
-        self._addr = settings.addr
         self._cache_key = os.urandom(32)
         self._verified: dict[bytes, float] = {}
 
@@ -233,15 +230,6 @@ class AuthService:
 
     # -- the token service ---------------------------------------------------------------------
 
-    def hosts(self, request_host: str) -> set[str]:
-        """Names of this server: configured, the listen address, and the Host the client used."""
-        names = {*self.server_names, self._addr, "localhost"}
-        if request_host:
-            names.add(request_host)
-            if not request_host.endswith("]"):  # also the host without its port (not for a bare [v6])
-                names.add(request_host.rsplit(":", 1)[0])
-        return {n.lower() for n in names}
-
     def grant(self, principal: str | None, requested: Iterable[Access], hosts: Iterable[str]) -> list[Access]:
         """The intersection of the requested and the allowed access, naming repositories."""
         hosts = set(hosts)
@@ -251,16 +239,16 @@ class AuthService:
                 if principal is not None:
                     out.setdefault(("registry", "catalog"), set()).add("*")
                 continue
-            repo = scope_repository(access.name, hosts)
-            actions = access.actions & self.policy.actions(principal, repo)
-            if actions:
-                out.setdefault(("repository", repo), set()).update(actions)
+            for repo in scope_repositories(access.name, hosts):
+                actions = access.actions & self.policy.actions(principal, repo)
+                if actions:
+                    out.setdefault(("repository", repo), set()).update(actions)
         return [Access(t, n, frozenset(a)) for (t, n), a in out.items()]
 
     def issue(self, principal: str | None, requested: Iterable[Access], request_host: str) -> dict[str, Any]:
         if self.tokens is None:
             raise ConfigError("token service not configured")
-        return self.tokens.issue(principal, self.grant(principal, requested, self.hosts(request_host)))
+        return self.tokens.issue(principal, self.grant(principal, requested, self.server_names.accepted(request_host)))
 
 
 def _detail(req: Requirement | None) -> list[dict[str, str]] | None:

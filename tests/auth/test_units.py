@@ -18,11 +18,11 @@ from registry.auth.htpasswd import Htpasswd, HtpasswdError, parse_htpasswd
 from registry.auth.policy import Policy, project_of
 from registry.auth.scope import (
     Access,
+    gun_repository,
     parse_scope,
     parse_scopes,
-    repository_for_gun,
     required_access,
-    scope_repository,
+    scope_repositories,
 )
 from registry.auth.tokens import TokenAuthority, TokenError
 from tests.auth.conftest import htpasswd_line
@@ -43,11 +43,14 @@ def test_parse_scope_forms() -> None:
     assert [a.name for a in parse_scopes(["repository:a:pull repository:b:push", "x"])] == ["a", "b"]
 
 
+NAMES = ("127.0.0.1:5000", "reg.example.com")
+
+
 @pytest.mark.parametrize(("method", "path", "kind", "repo", "actions"), [
     ("GET", "/v2/", "login", "", set()),
     ("GET", "/v2", "login", "", set()),
     ("GET", "/v2/_catalog", "catalog", "", set()),
-    ("GET", "/v2/_trust/changefeed", "admin", "", set()),
+    ("GET", "/v2/_trust/changefeed", "login", "", set()),
     ("GET", "/healthz", "none", "", set()),
     ("GET", "/auth/token", "none", "", set()),
     ("GET", "/v2/secure/alpine/manifests/1.0", "repository", "secure/alpine", {"pull"}),
@@ -67,14 +70,14 @@ def test_parse_scope_forms() -> None:
     ("GET", "/v2/127.0.0.1:5000/secure/alpine/_trust/tuf/root.json", "repository", "secure/alpine", {"pull"}),
     ("GET", "/v2/reg.example.com/secure/alpine/_trust/tuf/targets/releases.json", "repository",
      "secure/alpine", {"pull"}),
-    ("POST", "/v2/localhost/secure/alpine/_trust/tuf/", "repository", "secure/alpine", {"push"}),
+    ("POST", "/v2/localhost/secure/alpine/_trust/tuf/", "none", "", set()),  # not a name of ours
     ("DELETE", "/v2/127.0.0.1:5000/secure/alpine/_trust/tuf/", "repository", "secure/alpine", {"delete"}),
     ("POST", "/v2/127.0.0.1:5000/x/_trust/tuf/snapshot.key", "repository", "x", {"push", "delete"}),
     ("GET", "/v2/127.0.0.1:5000/x/_trust/changefeed", "repository", "x", {"pull"}),
     ("GET", "/v2/nothing-here", "login", "", set()),
 ])
 def test_required_access(method: str, path: str, kind: str, repo: str, actions: set[str]) -> None:
-    req = required_access(method, path)
+    req = required_access(method, path, NAMES)
     assert (req.kind, req.repository, set(req.actions)) == (kind, repo, actions)
 
 
@@ -82,22 +85,25 @@ def test_challenge_scope_asks_pull_with_push() -> None:
     assert required_access("POST", "/v2/secure/a/blobs/uploads/").challenge_scope() == \
         "repository:secure/a:pull,push"
     assert required_access("GET", "/v2/secure/a/manifests/1").challenge_scope() == "repository:secure/a:pull"
-    assert required_access("GET", "/v2/h:1/secure/a/_trust/tuf/root.json").challenge_scope() == \
+    assert required_access("GET", "/v2/h:1/secure/a/_trust/tuf/root.json", ["h:1"]).challenge_scope() == \
         "repository:h:1/secure/a:pull"
     assert required_access("GET", "/v2/_catalog").challenge_scope() == "registry:catalog:*"
 
 
 def test_gun_and_scope_mapping() -> None:
-    assert repository_for_gun("127.0.0.1:5000/library/alpine") == "library/alpine"
-    assert repository_for_gun("localhost/alpine") == "alpine"
-    assert repository_for_gun("registry.example.com/a/b") == "a/b"
-    assert repository_for_gun("myreg/a/b", server_names=["myreg"]) == "a/b"
-    assert repository_for_gun("plain/a") == "plain/a"
-    # a scope's first component is a host only when it cannot be a path component or is ours
-    assert scope_repository("127.0.0.1:5000/secure/a") == "secure/a"
-    assert scope_repository("a.b/c") == "a.b/c"
-    assert scope_repository("reg.example.com/c", hosts=["reg.example.com"]) == "c"
-    assert scope_repository("secure/a", hosts=["reg.example.com"]) == "secure/a"
+    assert gun_repository("127.0.0.1:5000/library/alpine", NAMES) == "library/alpine"
+    assert gun_repository("REG.example.com/a/b", NAMES) == "a/b"
+    assert gun_repository("myreg/a/b", ["myreg"]) == "a/b"
+    # only the given names: no guessing from the look of the first component
+    assert gun_repository("localhost/alpine", NAMES) is None
+    assert gun_repository("evil.example.com:443/a/b", NAMES) is None
+    assert gun_repository("plain/a", NAMES) is None
+    assert gun_repository("127.0.0.1:5000/Bad/Name", NAMES) is None
+    # a token scope names a repository, or a GUN of ours, or both (each granted only if allowed)
+    assert scope_repositories("127.0.0.1:5000/secure/a", NAMES) == ["secure/a"]
+    assert scope_repositories("a.b/c", NAMES) == ["a.b/c"]
+    assert scope_repositories("reg.example.com/c", NAMES) == ["reg.example.com/c", "c"]
+    assert scope_repositories("secure/a", NAMES) == ["secure/a"]
 
 
 # -- roles ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from trust.metadata import MetaFile
 from trust.signing import PrivateKeyObject, load_private_key_pem, sign_signed
 from trust.timeutil import format_rfc3339, parse_rfc3339
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "notary"
+TESTDATA = Path(__file__).resolve().parent / "testdata" / "notary"  # copied from notary-server 0.7.0 sessions
 EXPECTED: dict[str, Any] = json.loads((TESTDATA / "expected.json").read_text())
 GUN: str = EXPECTED["gun"]
 NOW: datetime = parse_rfc3339(EXPECTED["generated_at"])

@@ -13,12 +13,12 @@ from aiohttp.test_utils import TestClient
 
 from config.loader import ConfigError, parse_settings
 from registry.app import create_app
-from registry.notary_api import NOTARY, gun_repository
+from registry.auth.scope import ServerNames, gun_repository
+from registry.notary_api import NOTARY
 from storage.filesystem import FilesystemDriver
 from tests.trust.factory import EXPECTED, GUN, history
 from tests.trust.test_server import server_root
 from trust.collection import verify_trust_data
-from trust.server import NotaryError
 from trust.timeutil import utcnow
 
 T = f"/v2/{GUN}/_trust/tuf"
@@ -52,12 +52,12 @@ async def notary_error(resp: aiohttp.ClientResponse, status: int, code: str) -> 
 
 
 class _ServiceOverHttp:
-    """What tests.trust.test_server.server_root needs from a service: get_key over HTTP."""
+    """What tests.trust.test_server.server_root needs from a service: server_key over HTTP."""
 
     def __init__(self, client: TestClient) -> None:
         self.client = client
 
-    async def get_key(self, repo: str, role: str) -> dict:  # type: ignore[type-arg]
+    async def server_key(self, repo: str, role: str) -> dict:  # type: ignore[type-arg]
         resp = await self.client.get(f"{T}/{role}.key")
         assert resp.status == 200
         return json.loads(await resp.read())
@@ -137,7 +137,7 @@ async def test_unknown_paths_and_gun(client: TestClient) -> None:
         ("PUT", f"{T}/root.json"),
         ("GET", f"{T}/"),
         ("GET", f"{T}/root.JSON"),
-        ("GET", f"/v2/{GUN}/_trust/changefeed"),
+        ("GET", f"/v2/{GUN}/_trust/other"),
     ]:
         resp = await client.request(method, path)
         assert resp.status == 404, (method, path)
@@ -159,16 +159,15 @@ def test_passphrase_is_required(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def test_gun_mapping() -> None:
-    names = ("registry.example.com", "localhost:5000")
-    assert gun_repository("registry.example.com/secure/alpine", names, strict=True) == "secure/alpine"
-    assert gun_repository("Registry.Example.com/a", names, strict=True) == "a"
-    for gun in ("other.example.com/a", "library/alpine", "registry.example.com/", "registry.example.com/A"):
-        with pytest.raises(NotaryError) as info:
-            gun_repository(gun, names, strict=True)
-        assert info.value.code == "INVALID_GUN"
+    names = ServerNames(("registry.example.com", "localhost:5000"))
+    assert gun_repository("registry.example.com/secure/alpine", names.accepted("x:1")) == "secure/alpine"
+    assert gun_repository("Registry.Example.com/a", names.accepted("x:1")) == "a"
+    for gun in ("other.example.com/a", "library/alpine", "registry.example.com/", "registry.example.com/A",
+                "x:1/a"):
+        assert gun_repository(gun, names.accepted("x:1")) is None
     # Without configured names, the host:port the request came in on is accepted too; nothing else.
-    assert gun_repository("127.0.0.1:9999/a/b", names, strict=False, request_host="127.0.0.1:9999") == "a/b"
-    assert gun_repository("localhost:5000/a", names, strict=False, request_host="127.0.0.1:9999") == "a"
+    loose = ServerNames(names.names, from_host=True)
+    assert gun_repository("127.0.0.1:9999/a/b", loose.accepted("127.0.0.1:9999")) == "a/b"
+    assert gun_repository("localhost:5000/a", loose.accepted("127.0.0.1:9999")) == "a"
     for gun in ("127.0.0.1:9999/a/b", "library/alpine", "evil.example.com/a"):
-        with pytest.raises(NotaryError):
-            gun_repository(gun, names, strict=False, request_host="127.0.0.1:1234")
+        assert gun_repository(gun, loose.accepted("127.0.0.1:1234")) is None

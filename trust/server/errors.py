@@ -9,7 +9,7 @@ from trust.errors import TrustError
 MESSAGES: dict[str, tuple[int, str]] = {
     "METADATA_NOT_FOUND": (404, "You have requested metadata that does not exist."),
     "MALFORMED_UPLOAD": (400, "The body of your request is malformed."),
-    "NO_FILENAME": (400, "An uploaded file has no filename."),
+    "NO_FILENAME": (400, "No file/role name provided."),
     "INVALID_ROLE": (400, "The role you are attempting to operate on is invalid."),
     "MALFORMED_JSON": (400, "JSON sent by the client could not be parsed by the server"),
     "INVALID_UPDATE": (400, "Update sent by the client is invalid."),

@@ -1,6 +1,11 @@
 """The server's own private keys (timestamp and snapshot roles), encrypted at rest.
 
     trust/<repository>/_keys/<role>/<key id>.pem    PKCS#8 PEM, encrypted with the passphrase
+    trust/<repository>/_keys/<role>/created/<slot>  the key ID created for that slot (root version)
+
+Creating keys is bounded: `create_once` makes at most one key per role and slot (the service uses the
+current root's version, so a new key per role needs a newly published root), create-only across
+processes; a caller asking again gets the same key.
 
 Keys are ECDSA P-256 (`keytype` "ecdsa", signatures "ecdsa"). Every key ever created is kept: a root
 may name any of them. Decrypted keys are cached in memory.
@@ -39,6 +44,36 @@ class ServerKeyStore:
         await self.driver.put(f"{self._dir(repository, role)}/{public.keyid}.pem", pem)
         self._cache[(repository, role, public.keyid)] = private
         return public
+
+    def _slot_key(self, repository: str, role: str, slot: str) -> str:
+        return f"{self._dir(repository, role)}/created/{slot}"
+
+    async def created_for(self, repository: str, role: str, slot: str) -> PublicKey | None:
+        """The key created for `slot`, if one was (and the server still holds it)."""
+        try:
+            keyid = (await self.driver.get(self._slot_key(repository, role, slot))).decode("ascii", "replace")
+        except PathNotFoundError:
+            return None
+        private = await self.private_key(repository, role, keyid)
+        return PublicKey.from_crypto(private.public_key()) if private is not None else None
+
+    async def create_once(self, repository: str, role: str, slot: str) -> PublicKey:
+        """The key of `slot`, created now if none was: one key per role and slot, even when processes
+        sharing the storage race (the slot is claimed create-only; a loser discards its key)."""
+        existing = await self.created_for(repository, role, slot)
+        if existing is not None:
+            return existing
+        key = await self.create(repository, role)
+        slot_key = self._slot_key(repository, role, slot)
+        if await self.driver.put_if_absent(slot_key, key.keyid.encode()):
+            return key
+        winner = await self.created_for(repository, role, slot)
+        if winner is None:  # the slot names a key that is gone: this one takes its place
+            await self.driver.put(slot_key, key.keyid.encode())
+            return key
+        await self.driver.delete(f"{self._dir(repository, role)}/{key.keyid}.pem")
+        self._cache.pop((repository, role, key.keyid), None)
+        return winner
 
     async def private_key(self, repository: str, role: str, keyid: str) -> PrivateKeyObject | None:
         """The private key with ID `keyid` for `role`, or None if the server does not hold it."""

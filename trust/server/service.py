@@ -9,6 +9,9 @@ and passes both; keys and metadata of a repository live under `trust/<repository
   the VERSION rule is applied and everything is committed atomically.
 - Reads of the current timestamp/snapshot re-sign them when they expire (within `refresh_margin`
   for the timestamp), so reads can write.
+- Every new timestamp and every deletion is appended to the changefeed (`trust.server.changefeed`).
+- Server keys are created only on request of a caller the handler has checked, at most one per role
+  and root version (`ServerKeyStore.create_once`).
 - Listeners registered with `add_listener` are called with the repository name after every commit
   or deletion (the content-trust gate drops its cache).
 """
@@ -16,6 +19,7 @@ and passes both; keys and metadata of a repository live under `trust/<repository
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -26,6 +30,7 @@ from trust.collection import StoredTrustData
 from trust.errors import Malformed
 from trust.keys import PublicKey
 from trust.metadata import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, Metadata, Root, is_valid_role, parse_metadata
+from trust.server.changefeed import DELETION, UPDATE, Change, ChangeFeed, Visible
 from trust.server.errors import NotaryError, invalid_update, not_found
 from trust.server.generate import make_snapshot, make_timestamp
 from trust.server.keystore import SERVER_ROLES, ServerKeyStore
@@ -57,6 +62,7 @@ class NotaryService:
     ) -> None:
         self.store = MetadataStore(driver, prefix)
         self.keys = ServerKeyStore(driver, passphrase, prefix)
+        self.changefeed = ChangeFeed(driver, prefix)
         self.clock = clock
         self.refresh_margin = refresh_margin
         self._locks: dict[str, asyncio.Lock] = {}
@@ -146,8 +152,10 @@ class NotaryService:
         return state.gun, data
 
     # --- keys ----------------------------------------------------------------------------------
-    async def get_key(self, repository: str, role: str) -> dict[str, Any]:
-        """`GET …/<role>.key`: the key root names for the role if held, else a newly created one."""
+    async def get_key(self, repository: str, role: str) -> dict[str, Any] | None:
+        """`GET …/<role>.key` without creating: the key root names for the role if the server holds it,
+        else the one created for the current root version; None when there is none (creating one is
+        `create_key`, for callers allowed to push)."""
         if role not in SERVER_ROLES:
             raise not_found({})
         root = await self._current_root(repository)
@@ -155,13 +163,20 @@ class NotaryService:
             for keyid in root.signed.roles[role].keyids:
                 if await self.keys.private_key(repository, role, keyid) is not None:
                     return key_json(root.signed.keys[keyid])
-        return key_json(await self.keys.create(repository, role))
+        pending = await self.keys.created_for(repository, role, _slot(root))
+        return key_json(pending) if pending is not None else None
 
-    async def rotate_key(self, repository: str, role: str) -> dict[str, Any]:
-        """`POST …/<role>.key`: always a new key (older ones stay usable until root changes)."""
+    async def server_key(self, repository: str, role: str) -> dict[str, Any]:
+        """`get_key`, or `create_key` when there is none: for a caller allowed to create keys."""
+        return await self.get_key(repository, role) or await self.create_key(repository, role)
+
+    async def create_key(self, repository: str, role: str) -> dict[str, Any]:
+        """A new key for `role` (`POST …/<role>.key`, or a `GET` finding none): at most one per role and
+        root version; asking again before a root is published returns the same key."""
         if role not in SERVER_ROLES:
             raise not_found({})
-        return key_json(await self.keys.create(repository, role))
+        root = await self._current_root(repository)
+        return key_json(await self.keys.create_once(repository, role, _slot(root)))
 
     # --- writes --------------------------------------------------------------------------------
     async def publish(self, repository: str, gun: str, parts: Sequence[tuple[str | None, bytes]]) -> None:
@@ -188,6 +203,7 @@ class NotaryService:
                 if version <= _version(state, role):
                     raise NotaryError("VERSION", {"role": role, "version": version})
             await self._commit(repository, gun, state, files)
+        await self._record_update(gun, repository, files[TIMESTAMP])
 
     async def delete(self, repository: str, *, gun: str | None = None) -> None:
         """`DELETE …/_trust/tuf/`: remove all metadata (idempotent; server keys are kept).
@@ -196,9 +212,30 @@ class NotaryService:
         async with self._lock(repository):
             if await self._state(repository, gun) is None:
                 return
+            state = await self.store.current(repository)
             existed = await self.store.delete(repository)
         if existed:
             self._notify(repository)
+            if state is not None:
+                await self._record(state.gun, repository, DELETION)
+
+    # --- changefeed ----------------------------------------------------------------------------
+    async def changes(self, change_id: int, records: int, *, gun: str | None = None,
+                      visible: Visible | None = None) -> list[Change] | None:
+        """A page of the changefeed (`trust.server.changefeed.ChangeFeed.page`)."""
+        return await self.changefeed.page(change_id, records, gun=gun, visible=visible)
+
+    async def _record_update(self, gun: str, repository: str, timestamp: tuple[int, bytes]) -> None:
+        version, data = timestamp
+        await self._record(gun, repository, UPDATE, version, hashlib.sha256(data).hexdigest())
+
+    async def _record(self, gun: str, repository: str, category: str, version: int = 0, sha256: str = "") -> None:
+        """Append to the changefeed after the change is committed (a failure here loses the record,
+        never the change: it is logged)."""
+        try:
+            await self.changefeed.record(gun, repository, category, version, sha256)
+        except Exception:
+            log.exception("could not record the %s of %s in the changefeed", category, gun)
 
     # --- internals -----------------------------------------------------------------------------
     async def _commit(
@@ -297,7 +334,13 @@ class NotaryService:
             except ConcurrentUpdate:
                 return await self.store.current(repository) or state
         self._notify(repository)
+        await self._record_update(state.gun, repository, files[TIMESTAMP])
         return new_state
+
+
+def _slot(root: Metadata[Root] | None) -> str:
+    """Server keys are created at most once per role for each root version (0: before any root)."""
+    return str(root.version if root is not None else 0)
 
 
 def _version(state: CurrentState | None, role: str) -> int:

@@ -32,9 +32,9 @@ from trust.verify import check_expiry, verify_root_self, verify_threshold
 
 
 def parse_parts(parts: Sequence[tuple[str | None, bytes]]) -> dict[str, bytes]:
-    """Role name -> bytes of the uploaded parts (filename minus `.json`); timestamp parts dropped."""
-    if not parts:
-        raise NotaryError("MALFORMED_UPLOAD", "no files in the update")
+    """Role name -> bytes of the uploaded parts (filename minus `.json`); timestamp parts dropped.
+
+    No parts at all is a valid update (notary-server 0.7.0): the server re-signs what it holds keys for."""
     roles: dict[str, bytes] = {}
     for filename, data in parts:
         if not filename:

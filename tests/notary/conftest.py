@@ -1,0 +1,39 @@
+"""One notary-server and one trustreg per test module (started here, stopped after the module)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.notary.harness import Side
+from tests.notary.servers import make_tls, start_notary_server, start_trustreg
+
+
+def _require(*binaries: str) -> None:
+    missing = [b for b in binaries if shutil.which(b) is None]
+    if missing:
+        if os.environ.get("TRUSTREG_REQUIRE_E2E") == "1":
+            pytest.fail(f"required binaries missing: {missing}")
+        pytest.skip(f"binaries missing (Debian package notary): {missing}")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side]]:
+    """(notary-server side, trustreg side), sharing one throwaway CA and server certificate."""
+    _require("notary", "notary-server")
+    base = tmp_path_factory.mktemp("differential")
+    ca, cert, key = make_tls(base / "tls")
+    reference = start_notary_server(base, cert, key, ca)
+    try:
+        ours = start_trustreg(base, cert, key, ca)
+    except Exception:
+        reference.stop()
+        raise
+    try:
+        yield Side(reference, ca, base / "notary-server-cli"), Side(ours, ca, base / "trustreg-cli")
+    finally:
+        ours.stop()
+        reference.stop()
