@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from aiohttp import web
@@ -44,6 +45,14 @@ class AllowAll:
 
 
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
+# User agents of the signing tools (notation: "notation/<version>", cosign: "cosign/<version> ...").
+_SIGNING_TOOL = re.compile(r"(notation|cosign)/")
+
+
+def is_signing_tool(request: web.Request) -> bool:
+    """Whether the client says it is notation or cosign. Never a reason to exempt anything: it only
+    decides which scope a challenge invites the client to ask for (they read the subject, then push)."""
+    return _SIGNING_TOOL.match(request.headers.get("User-Agent", "")) is not None
 # (GUN, repository or None) of a trust API request, mapped once by the auth middleware with the names
 # accepted for this request; the trust server uses exactly this mapping (`registry.notary_api`).
 TRUST_TARGET = web.RequestKey("trust_target", tuple)

@@ -14,12 +14,11 @@ loaded at start and on reload; an invalid one refuses to start / keeps the runni
 from __future__ import annotations
 
 import logging
-import re
 
 from aiohttp import web
 
 from config.loader import Settings
-from registry.access import AUTHORIZER, PRINCIPAL
+from registry.access import AUTHORIZER, PRINCIPAL, is_signing_tool
 from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, STORE
 from registry.handlers.manifests import MANIFEST_GATE
@@ -34,8 +33,6 @@ log = logging.getLogger("trustreg.trust.gate")
 # Verified trust data is confirmed against storage at most this often per repository (publishes through
 # this process invalidate at once); bounds how long another process's publish takes to be seen.
 TRUST_RECHECK_SECONDS = 0.1
-# User agents of the signing tools (notation: "notation/<version>", cosign: "cosign/<version> ...").
-SIGNING_TOOL = re.compile(r"(notation|cosign)/")
 PULL_PUSH = frozenset({"pull", "push"})
 GATE = web.AppKey("content_trust_gate", ContentTrustGate)
 POLICY = web.AppKey("policy", PolicyHolder)
@@ -95,7 +92,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         if verdict.served:
             return
         exemptible = request.method == "HEAD" or tag is None
-        if exemptible and SIGNING_TOOL.match(request.headers.get("User-Agent", "")):
+        if exemptible and is_signing_tool(request):
             # notation and cosign read the subject with whatever token the first challenge asked for
             # (pull) and ask for push only when they push. Invite them to show push instead: the
             # exemption still follows the credential, and a runtime (never invited) keeps its

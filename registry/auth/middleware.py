@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from registry.access import GRANT, PRINCIPAL, TRUST_TARGET
+from registry.access import GRANT, PRINCIPAL, TRUST_TARGET, is_signing_tool
 from registry.auth.scope import Requirement, parse_scopes, required_access
 from registry.auth.service import AuthService, Credentials, parse_authorization
 from registry.auth.tokens import TokenError
@@ -43,6 +43,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if req.kind == "none":
         return await handler(request)
     req = _bind_route(req, request)
+    if request.method in ("GET", "HEAD") and "/manifests/" in request.path and is_signing_tool(request):
+        req = replace(req, invite=frozenset({"push"}))  # they read the subject, then push its signature
     creds = parse_authorization(request.headers.get("Authorization"))
     grant = None
     if svc.tokens is not None:

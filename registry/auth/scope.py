@@ -125,13 +125,14 @@ class Requirement:
     actions: frozenset[str] = frozenset()
     name: str = ""
     trust: bool = False
+    invite: frozenset[str] = frozenset()  # offered in a challenge, not required
 
     def challenge_scope(self) -> str | None:
         if self.kind == "catalog":
             return "registry:catalog:*"
         if self.kind != "repository":
             return None
-        actions = set(self.actions)
+        actions = set(self.actions | self.invite)
         if "push" in actions:
             actions.add("pull")  # clients that follow the challenge need both to push
         return Access("repository", self.name or self.repository, frozenset(actions)).scope()

@@ -70,5 +70,8 @@ async def test_signing_tools_are_invited_to_show_push_runtimes_are_not(registry,
     carol = await get_token(client, "repository:secure/app:pull", user="carol")  # may not push: no invitation
     resp = await client.head(path, headers={**bearer(carol), "User-Agent": "notation/1.3.2"})
     assert resp.status == 412
-    anonymous = await client.head(path, headers={"User-Agent": "notation/1.3.2"})  # private project: log in first
-    assert anonymous.status == 401
+    # private project: the login challenge already invites a signing tool to ask for push (not a runtime)
+    anonymous = await client.head(path, headers={"User-Agent": "notation/1.3.2"})
+    assert anonymous.status == 401 and 'scope="repository:secure/app:pull,push"' in anonymous.headers["WWW-Authenticate"]
+    runtime = await client.head(path, headers={"User-Agent": "containerd/1.6.20"})
+    assert runtime.status == 401 and 'scope="repository:secure/app:pull"' in runtime.headers["WWW-Authenticate"]
