@@ -72,6 +72,7 @@ async def test_signing_tools_are_invited_to_show_push_runtimes_are_not(registry,
     assert resp.status == 412
     # private project: the login challenge already invites a signing tool to ask for push (not a runtime)
     anonymous = await client.head(path, headers={"User-Agent": "notation/1.3.2"})
-    assert anonymous.status == 401 and 'scope="repository:secure/app:pull,push"' in anonymous.headers["WWW-Authenticate"]
+    assert anonymous.status == 401
+    assert 'scope="repository:secure/app:pull,push"' in anonymous.headers["WWW-Authenticate"]
     runtime = await client.head(path, headers={"User-Agent": "containerd/1.6.20"})
     assert runtime.status == 401 and 'scope="repository:secure/app:pull"' in runtime.headers["WWW-Authenticate"]
