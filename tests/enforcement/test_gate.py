@@ -18,7 +18,7 @@ from trust.gate import ContentTrustGate
 from trust.policy import Policy, PolicyHolder
 from trust.timeutil import parse_rfc3339
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "notary"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "notary"  # scripts/gen-notary-vectors.py
 EXPECTED = json.loads((VECTORS / "expected.json").read_text())
 GUN = EXPECTED["gun"]
 REPO = GUN.split("/", 1)[1]  # library/alpine
