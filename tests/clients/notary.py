@@ -3,6 +3,7 @@ is the oracle against (`notary-server`, memory storage, local signer)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -150,3 +151,83 @@ class NotaryServer:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
+
+
+def notary_scenario(url: str, ca: Path | None, gun: str, work: Path, env: dict[str, str] | None = None) -> None:
+    """The notary CLI through a Docker Content Trust style life cycle against a trust server at `url`,
+    for a `gun` with no trust data yet: init, publish, add (file) + addhash (manifest-like), exact
+    list/lookup/verify, wrong content and unknown targets refused, remove, a server-managed snapshot
+    key (root names a key the client lacks, and it signs snapshot.json), a `targets/releases`
+    delegation (x509 cert) with a target in it, a fresh client (trust on first use) seeing exactly
+    the same, and `delete --remote` after which a fresh client finds nothing."""
+    cli = NotaryCLI(url, work / "publisher", ca, env)
+
+    def fresh(name: str) -> NotaryCLI:
+        return NotaryCLI(url, work / name, ca, env)
+
+    files = {
+        "v1": (work / "v1.bin", f"notary scenario v1 {os.getpid()}\n".encode()),
+        "v2": (work / "v2.manifest", json.dumps({"schemaVersion": 2, "note": f"v2 {os.getpid()}"}).encode()),
+        "v3": (work / "v3.bin", f"notary scenario v3 released {os.getpid()}\n".encode()),
+    }
+    for path, data in files.values():
+        path.write_bytes(data)
+
+    def target(name: str, role: str = "targets") -> Target:
+        data = files[name][1]
+        return Target(name, hashlib.sha256(data).hexdigest(), len(data), role)
+
+    v1, v2, v3 = target("v1"), target("v2"), target("v3", "targets/releases")
+    fresh("pre").fails("does not have trust data", "list", gun)
+    cli("init", gun)
+    assert "No unpublished changes" in cli("status", gun)
+    cli("publish", gun)
+    assert cli.targets(gun) == [] and "No targets present" in cli("list", gun)
+    cli("add", gun, "v1", str(files["v1"][0]))
+    cli("addhash", gun, "v2", str(v2.size), "--sha256", v2.sha256)
+    assert cli("status", gun).count("create") == 2
+    cli("publish", gun)
+    assert "No unpublished changes" in cli("status", gun)
+    assert cli.targets(gun) == [v1, v2]
+    assert cli.lookup(gun, "v1") == f"v1 sha256:{v1.sha256} {v1.size}"
+    assert cli.lookup(gun, "v2") == f"v2 sha256:{v2.sha256} {v2.size}"
+    cli("verify", gun, "v1", "-i", str(files["v1"][0]), "-o", str(work / "v1.out"))
+    assert (work / "v1.out").read_bytes() == files["v1"][1]
+    (work / "bad.bin").write_bytes(b"tampered\n")
+    cli.fails("checksum for v1 did not match", "verify", gun, "v1", "-i", str(work / "bad.bin"), "-q")
+    cli.fails("No valid trust data for nosuchtag", "lookup", gun, "nosuchtag")
+    cli("remove", gun, "v2")
+    cli("publish", gun)
+    assert cli.targets(gun) == [v1]
+    cli.fails("No valid trust data for v2", "lookup", gun, "v2")
+
+    cli("key", "rotate", gun, "snapshot", "-r")
+    tuf = f"{url}/v2/{gun}/_trust/tuf"
+    root_doc, snapshot_doc = (json.loads(fetch(f"{tuf}/{role}.json", ca) or b"null") for role in ("root", "snapshot"))
+    snapshot_keys = root_doc["signed"]["roles"]["snapshot"]["keyids"]
+    assert len(snapshot_keys) == 1 and snapshot_keys[0] not in cli("key", "list"), "client still holds the key"
+    assert [s["keyid"] for s in snapshot_doc["signatures"]] == snapshot_keys, "snapshot not signed by the server"
+    cli("add", gun, "v2", str(files["v2"][0]))
+    cli("publish", gun)
+    assert cli.targets(gun) == [v1, v2]
+
+    cert = cli.delegate(gun)
+    listed = cli("delegation", "list", gun)
+    assert re.search(r"^targets/releases\s+\"\" <all paths>\s+[0-9a-f]{64}\s+1\s*$", listed, re.M), listed
+    assert cert.exists()
+    cli("add", gun, "v3", str(files["v3"][0]), "--roles", "targets/releases")
+    cli("publish", gun)
+    assert cli.targets(gun) == [v1, v2, v3]
+    assert cli.targets(gun, "--roles", "targets/releases") == [v3]
+    assert cli.lookup(gun, "v3") == f"v3 sha256:{v3.sha256} {v3.size}"
+    cli("verify", gun, "v3", "-i", str(files["v3"][0]), "-q")
+
+    tofu = fresh("fresh")
+    assert tofu.targets(gun) == [v1, v2, v3]
+    tofu("verify", gun, "v3", "-i", str(files["v3"][0]), "-q")
+    tofu("verify", gun, "v2", "-i", str(files["v2"][0]), "-q")
+    assert tofu.lookup(gun, "v1") == f"v1 sha256:{v1.sha256} {v1.size}"
+    tofu.fails("checksum for v3 did not match", "verify", gun, "v3", "-i", str(files["v1"][0]), "-q")
+
+    cli("delete", gun, "--remote")
+    fresh("post").fails("does not have trust data", "list", gun)
