@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate tests/vectors/notary: Notary v1 / TUF metadata made by the real clients against the
-real notary-server 0.7.0 (memory storage, local ed25519 signer, TLS from a throwaway CA).
+real notary-server 0.7.0 (memory storage, local ed25519 signer, TLS from a throwaway CA), through a
+recording proxy (every HTTP exchange of the clients: transcript.jsonl, docker/transcript.jsonl).
 
     .venv/bin/python scripts/gen-notary-vectors.py [OUTDIR]     # default tests/vectors/notary
 
@@ -33,6 +34,7 @@ from tests.clients.certs import make_certs, self_signed  # noqa: E402
 from tests.clients.docker import start_distribution, start_dockerd  # noqa: E402
 from tests.clients.image import DOCKER_ARCHIVE_REF, make_test_image  # noqa: E402
 from tests.clients.notary import NotaryCLI, NotaryServer, fetch  # noqa: E402
+from tests.clients.recorder import RecordingProxy  # noqa: E402
 from tests.s3server import free_port  # noqa: E402
 
 GUN = "127.0.0.1:5000/library/alpine"  # a name only: the trust server is wherever notary-server listens
@@ -106,12 +108,16 @@ def key_headers(path: Path) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in path.read_text().splitlines() if ": " in line)
 
 
-def notary_set(out: Path, work: Path, server: NotaryServer) -> dict[str, Any]:
+def write_transcript(path: Path, proxy: RecordingProxy) -> None:
+    write(path, b"".join(json.dumps(x, sort_keys=True).encode() + b"\n" for x in proxy.take()))
+
+
+def notary_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProxy) -> dict[str, Any]:
     """The notary CLI session of README.md's table; returns expected.json."""
     for name, data in CONTENT.items():
         write(out / "content" / name, data)
     content = out / "content"
-    cli = NotaryCLI(server.url, work / "publisher", server.ca)
+    cli = NotaryCLI(proxy.url, work / "publisher", server.ca)
     latest = CONTENT["latest.manifest.json"]
     v4 = CONTENT["v4.txt"]
     # 1: a new collection with a file target and a hash-only target (client-held snapshot key)
@@ -119,6 +125,8 @@ def notary_set(out: Path, work: Path, server: NotaryServer) -> dict[str, Any]:
     cli("add", GUN, "v1", str(content / "v1.txt"))
     cli("addhash", GUN, "latest", str(len(latest)), "--sha256", hashlib.sha256(latest).hexdigest())
     cli("publish", GUN)
+    stale = NotaryCLI(proxy.url, work / "stale", server.ca)
+    shutil.copytree(cli.trust_dir, stale.trust_dir)  # a client whose cache holds root 1 only
     # 2: the snapshot key moves to the server
     cli("key", "rotate", GUN, "snapshot", "-r")
     # 3a/3b: a targets/releases delegation (x509 cert), then two targets signed into it
@@ -132,19 +140,19 @@ def notary_set(out: Path, work: Path, server: NotaryServer) -> dict[str, Any]:
     cli("addhash", GUN, "v4", str(len(v4)), "--sha256", hashlib.sha256(v4).hexdigest(),
         "--sha512", hashlib.sha512(v4).hexdigest(), "--roles", "targets/releases")
     cli("publish", GUN)
-    stale = NotaryCLI(server.url, work / "stale", server.ca)
-    shutil.copytree(cli.trust_dir, stale.trust_dir)  # a client whose cache predates the root rotations
     # 4-6: root key A -> B, targets re-signed, root key B -> C
     cli("key", "rotate", GUN, "root", answer="yes\n")
     cli("remove", GUN, "v1")
     cli("add", GUN, "v1", str(content / "v1.txt"))
     cli("publish", GUN)
     cli("key", "rotate", GUN, "root", answer="yes\n")
-    # 7: the stale client walks the root chain (2.root.json, 3.root.json) and sees what the publisher sees
+    # 7: the stale client walks the root chain (2.root.json, 3.root.json) and sees what the publisher sees;
+    # so does a fresh one
     listed = cli.targets(GUN)
     assert stale.targets(GUN) == listed, "a client with an old root must see the same targets"
-    fresh = NotaryCLI(server.url, work / "fresh", server.ca)
+    fresh = NotaryCLI(proxy.url, work / "fresh", server.ca)
     assert fresh.targets(GUN) == listed
+    write_transcript(out / "transcript.jsonl", proxy)
 
     files = capture(server, GUN, [*ROLES, "targets/releases"], out / "current")
     history: dict[str, list[int]] = {}
@@ -207,15 +215,15 @@ def notary_set(out: Path, work: Path, server: NotaryServer) -> dict[str, Any]:
     }
 
 
-def docker_set(out: Path, work: Path, server: NotaryServer) -> dict[str, Any]:
+def docker_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProxy) -> dict[str, Any]:
     """Docker Content Trust: docker signs through notary-server for an image in a real distribution."""
     registry = start_distribution(work / "distribution", free_port())
     dockerd = start_dockerd()
     try:
         image = make_test_image(work / "image")
         gun = f"{registry.addr}/dct/alpine"
-        dockerd.trust_ca(server.url.removeprefix("https://"), server.ca)
-        dct = {"DOCKER_CONTENT_TRUST": "1", "DOCKER_CONTENT_TRUST_SERVER": server.url, **DCT_PASSPHRASES}
+        dockerd.trust_ca(proxy.url.removeprefix("https://"), server.ca)
+        dct = {"DOCKER_CONTENT_TRUST": "1", "DOCKER_CONTENT_TRUST_SERVER": proxy.url, **DCT_PASSPHRASES}
         dockerd.run("load", "-i", str(image.dir / "docker-archive.tar"))
         for tag in ("v1", "v2"):
             dockerd.run("tag", DOCKER_ARCHIVE_REF, f"{gun}:{tag}")
@@ -227,6 +235,7 @@ def docker_set(out: Path, work: Path, server: NotaryServer) -> dict[str, Any]:
         for tag in ("v1", "v2"):
             dockerd.run("pull", f"{gun}:{tag}", env=dct)
         inspect = dockerd.run("trust", "inspect", gun, env=dct).stdout
+        write_transcript(out / "docker" / "transcript.jsonl", proxy)
         write(out / "docker" / "docker-trust-inspect.json", inspect.encode())
         files = capture(server, gun, [*ROLES, "targets/alice", "targets/releases"], out / "docker" / "current")
         (out / "docker" / "keys").mkdir(parents=True)
@@ -247,11 +256,13 @@ def main() -> None:
     staging = work / "out"
     certs = make_certs(work / "certs")
     server = NotaryServer(work / "notary-server", free_port(), certs.server_cert, certs.server_key, certs.ca)
+    proxy = RecordingProxy(server.url, free_port(), certs.server_cert, certs.server_key, certs.ca)
     try:
-        expected = notary_set(staging, work, server)
-        expected["docker"] = docker_set(staging, work, server)
+        expected = notary_set(staging, work, server, proxy)
+        expected["docker"] = docker_set(staging, work, server, proxy)
         expected["generated_at"] = rfc3339(datetime.now(UTC))  # after everything was signed
     finally:
+        proxy.stop()
         server.stop()
     (staging / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
     readme = out / "README.md"
