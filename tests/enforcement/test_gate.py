@@ -28,7 +28,7 @@ ENFORCED = {"projects": {"library": {"content_trust": {"enforce": True}}}}
 
 
 class DirectorySource:
-    """Trust data read from a directory laid out like testdata/notary/current (etag: timestamp bytes)."""
+    """Trust data read from a directory laid out like tests/vectors/notary/current (etag: timestamp bytes)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

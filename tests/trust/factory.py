@@ -40,7 +40,7 @@ def history(role: str, version: int) -> bytes:
 
 
 def stored_current(base: str = "current") -> StoredTrustData:
-    """The collection under testdata/<base>/ as the gate would read it from storage."""
+    """The collection under tests/vectors/notary/<base>/ as the gate would read it from storage."""
     folder = TESTDATA / base
     delegations = {f"targets/{p.stem}": p.read_bytes() for p in (folder / "targets").glob("*.json")}
     roles = [(folder / f"{r}.json").read_bytes() for r in ("root", "timestamp", "snapshot", "targets")]
