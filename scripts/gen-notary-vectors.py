@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from tests.clients.certs import make_certs, self_signed  # noqa: E402
 from tests.clients.docker import start_distribution, start_dockerd  # noqa: E402
 from tests.clients.image import DOCKER_ARCHIVE_REF, make_test_image  # noqa: E402
-from tests.clients.notary import NotaryCLI, NotaryServer, fetch  # noqa: E402
+from tests.clients.notary import NotaryCLI, NotaryServer, Target, fetch  # noqa: E402
 from tests.clients.recorder import RecordingProxy  # noqa: E402
 from tests.s3server import free_port  # noqa: E402
 
@@ -112,20 +112,19 @@ def write_transcript(path: Path, proxy: RecordingProxy) -> None:
     write(path, b"".join(json.dumps(x, sort_keys=True).encode() + b"\n" for x in proxy.take()))
 
 
-def notary_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProxy) -> dict[str, Any]:
-    """The notary CLI session of README.md's table; returns expected.json."""
-    for name, data in CONTENT.items():
-        write(out / "content" / name, data)
+def publish_collection(out: Path, work: Path, proxy: RecordingProxy, ca: Path) -> tuple[NotaryCLI, list[Target]]:
+    """The notary CLI session of README.md's table; the publisher and the targets it lists."""
     content = out / "content"
-    cli = NotaryCLI(proxy.url, work / "publisher", server.ca)
-    latest = CONTENT["latest.manifest.json"]
-    v4 = CONTENT["v4.txt"]
+    for name, data in CONTENT.items():
+        write(content / name, data)
+    latest, v4 = CONTENT["latest.manifest.json"], CONTENT["v4.txt"]
+    cli = NotaryCLI(proxy.url, work / "publisher", ca)
     # 1: a new collection with a file target and a hash-only target (client-held snapshot key)
     cli("init", GUN)
     cli("add", GUN, "v1", str(content / "v1.txt"))
     cli("addhash", GUN, "latest", str(len(latest)), "--sha256", hashlib.sha256(latest).hexdigest())
     cli("publish", GUN)
-    stale = NotaryCLI(proxy.url, work / "stale", server.ca)
+    stale = NotaryCLI(proxy.url, work / "stale", ca)
     shutil.copytree(cli.trust_dir, stale.trust_dir)  # a client whose cache holds root 1 only
     # 2: the snapshot key moves to the server
     cli("key", "rotate", GUN, "snapshot", "-r")
@@ -146,15 +145,17 @@ def notary_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProx
     cli("add", GUN, "v1", str(content / "v1.txt"))
     cli("publish", GUN)
     cli("key", "rotate", GUN, "root", answer="yes\n")
-    # 7: the stale client walks the root chain (2.root.json, 3.root.json) and sees what the publisher sees;
-    # so does a fresh one
+    # 7: the stale client walks the root chain (2.root.json, 3.root.json) and sees what the publisher
+    # sees; so does a fresh one
     listed = cli.targets(GUN)
     assert stale.targets(GUN) == listed, "a client with an old root must see the same targets"
-    fresh = NotaryCLI(proxy.url, work / "fresh", server.ca)
-    assert fresh.targets(GUN) == listed
+    assert NotaryCLI(proxy.url, work / "fresh", ca).targets(GUN) == listed
     write_transcript(out / "transcript.jsonl", proxy)
+    return cli, listed
 
-    files = capture(server, GUN, [*ROLES, "targets/releases"], out / "current")
+
+def save_history(server: NotaryServer, files: dict[str, bytes], out: Path) -> dict[str, list[int]]:
+    """Every stored version of every role (`GET <N>.<role>.json`) under out/history/<role>/<N>.json."""
     history: dict[str, list[int]] = {}
     for role, data in files.items():
         for version in range(1, json.loads(data)["signed"]["version"] + 1):
@@ -162,22 +163,25 @@ def notary_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProx
             if old is not None:
                 write(out / "history" / role / f"{version}.json", old)
                 history.setdefault(role, []).append(version)
-    roots = {v: json.loads((out / "history" / "root" / f"{v}.json").read_bytes()) for v in history["root"]}
-    root = json.loads(files["root"])["signed"]
-    targets = {role: json.loads(files[role])["signed"] for role in ("targets", "targets/releases")}
-    delegations = targets["targets"]["delegations"]
+    return history
 
-    all_keys = {k: v for r in roots.values() for k, v in r["signed"]["keys"].items()} | delegations["keys"]
-    x509_keys = {}
-    for keyid, key in sorted(all_keys.items()):
+
+def x509_facts(keys: dict[str, Any]) -> dict[str, Any]:
+    """Per certificate key ID: the bare key ID notary's key store uses, the CN and notAfter."""
+    facts = {}
+    for keyid, key in sorted(keys.items()):
         if key["keytype"].endswith("-x509"):
             cert = x509.load_pem_x509_certificate(base64.b64decode(key["keyval"]["public"]))
-            x509_keys[keyid] = {"public_key_id": bare_keyid(key["keyval"]["public"]),
-                                "subject_cn": cert.subject.rfc4514_string(),
-                                "not_after": rfc3339(cert.not_valid_after_utc)}
+            facts[keyid] = {"public_key_id": bare_keyid(key["keyval"]["public"]),
+                            "subject_cn": cert.subject.rfc4514_string(),
+                            "not_after": rfc3339(cert.not_valid_after_utc)}
+    return facts
 
-    private_keys = {}
-    for path in sorted((cli.trust_dir / "private").glob("*.key")):
+
+def save_private_keys(trust_dir: Path, out: Path) -> dict[str, Any]:
+    """The CLI's key store files, verbatim and decrypted, under out/keys/; their facts by key ID."""
+    facts = {}
+    for path in sorted((trust_dir / "private").glob("*.key")):
         keyid, headers = path.stem, key_headers(path)
         role = headers["role"]
         passphrase = PASSPHRASE_OF_ROLE.get(role, "throwaway-delegation")
@@ -185,19 +189,36 @@ def notary_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProx
         shutil.copy(path, encrypted)
         decrypted = out / "keys" / f"{role.replace('/', '_')}-{keyid[:12]}.pkcs8.pem"
         decrypt_key(path, passphrase, decrypted)
-        private_keys[keyid] = {"role": role, "gun": headers.get("gun", ""), "passphrase": passphrase,
-                               "encrypted_file": str(encrypted.relative_to(out)),
-                               "decrypted_file": str(decrypted.relative_to(out))}
+        facts[keyid] = {"role": role, "gun": headers.get("gun", ""), "passphrase": passphrase,
+                        "encrypted_file": str(encrypted.relative_to(out)),
+                        "decrypted_file": str(decrypted.relative_to(out))}
+    return facts
+
+
+def target_facts(listed: list[Target], files: dict[str, bytes]) -> dict[str, Any]:
+    """Per role: name -> length and hex hashes, as signed (and as `notary list` showed them)."""
+    facts: dict[str, dict[str, Any]] = {}
+    for target in listed:
+        hashes = json.loads(files[target.role])["signed"]["targets"][target.name]["hashes"]
+        entry = {"length": target.size, **{alg: base64.b64decode(h).hex() for alg, h in sorted(hashes.items())}}
+        assert entry["sha256"] == target.sha256
+        facts.setdefault(target.role, {})[target.name] = entry
+    return facts
+
+
+def notary_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProxy) -> dict[str, Any]:
+    """Publish the collection, save its files, and return expected.json's facts about it."""
+    cli, listed = publish_collection(out, work, proxy, server.ca)
+    files = capture(server, GUN, [*ROLES, "targets/releases"], out / "current")
+    history = save_history(server, files, out)
+    roots = {v: json.loads((out / "history" / "root" / f"{v}.json").read_bytes()) for v in history["root"]}
+    root = json.loads(files["root"])["signed"]
+    delegations = json.loads(files["targets"])["signed"]["delegations"]
+    x509_keys = x509_facts({k: v for r in roots.values() for k, v in r["signed"]["keys"].items()}
+                           | delegations["keys"])
+    private_keys = save_private_keys(cli.trust_dir, out)
     missing = {info["public_key_id"] for info in x509_keys.values()} - set(private_keys)
     assert not missing, f"certificate keys the CLI's key store lacks (bare key ID computed wrong?): {missing}"
-
-    by_role: dict[str, dict[str, Any]] = {}
-    for target in listed:
-        role_targets = targets[target.role]["targets"]
-        hashes = role_targets[target.name]["hashes"]
-        by_role.setdefault(target.role, {})[target.name] = {
-            "length": target.size, **{alg: base64.b64decode(h).hex() for alg, h in sorted(hashes.items())}}
-        assert by_role[target.role][target.name]["sha256"] == target.sha256
     return {
         "gun": GUN,
         "current": {role: file_facts(data) for role, data in files.items()},
@@ -208,7 +229,7 @@ def notary_set(out: Path, work: Path, server: NotaryServer, proxy: RecordingProx
         "key_types": {k: v["keytype"] for k, v in root["keys"].items()},
         "delegations": delegations["roles"],
         "delegation_key_types": {k: v["keytype"] for k, v in delegations["keys"].items()},
-        "targets": by_role,
+        "targets": target_facts(listed, files),
         "x509_keys": x509_keys,
         "private_keys": private_keys,
         "note": "timestamp.json expires 14 days after generation: evaluate expiry at a fixed clock",
