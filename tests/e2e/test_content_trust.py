@@ -56,7 +56,7 @@ def push_oci(image: Path, ref: str, dest: str, *extra: str) -> None:
 
 
 def test_skopeo_with_notary_cli_signatures(secure: Server, certs: Path, test_image: Path, tmp_path: Path) -> None:
-    require("skopeo", "notary", "openssl")
+    require("skopeo", "notary")
     digests = env_file(test_image / "digests.env")
     amd64, arm64 = digests["AMD64_MANIFEST"], digests["ARM64_MANIFEST"]
     repo = f"{secure.addr}/secure/app"
