@@ -60,9 +60,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchlib as bl  # noqa: E402
 
+sys.path.insert(0, str(bl.REPO))
+from tests.clients.certs import make_certs  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_paths.lua"
-GEN_CERTS = bl.REPO.parent / "shared" / "harness" / "gen-certs.sh"
 APP = "bench/app"
 SECURE = "secure/app"
 TAGS_REPO = "bench/tags"
@@ -218,12 +220,11 @@ async def setup_enforced(t: Target, args: argparse.Namespace) -> None:
     signer: bl.Server | None = None
     url = t.url
     gun_host = f"127.0.0.1:{t.server.port}"
-    if GEN_CERTS.exists() and not args.sign_over_http:
-        certs = work / "certs"
-        subprocess.run([str(GEN_CERTS), str(certs)], check=True, capture_output=True)
-        ca = certs / "ca.crt"
+    if not args.sign_over_http:
+        certs = make_certs(work / "certs")
+        ca = certs.ca
         storage = {"filesystem": {"root": str(t.server.workdir / "data")}}
-        tls = {"certificate": str(certs / "server-chain.crt"), "key": str(certs / "server.key")}
+        tls = {"certificate": str(certs.server_chain), "key": str(certs.server_key)}
         signer = bl.start_trustreg(work / "signer", ENFORCE_CONFIG, storage=storage, tls=tls)
         url = signer.url
         gun_host = f"127.0.0.1:{signer.port}"

@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.clients.certs import make_certs
+from tests.clients.docker import Dockerd, start_dockerd
+from tests.clients.image import TestImage, make_test_image
 from tests.s3server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-HARNESS = SHARED / "harness"
 
 
 def require(*binaries: str) -> None:
@@ -132,67 +133,28 @@ def trustreg(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 
 @pytest.fixture(scope="session")
-def test_image() -> Path:
-    """The harness's reproducible OCI layout (v1, v1-arm64, multi) and docker-archive.tar."""
+def image() -> TestImage:
+    """The reproducible test image (tests/clients/image.py), with its digests as attributes."""
     require("skopeo")
-    out = Path(tempfile.mkdtemp(prefix="trustreg-img-"))
-    subprocess.run([str(HARNESS / "make-test-image.sh"), str(out)], check=True, capture_output=True)
-    return out
+    return make_test_image(Path(tempfile.mkdtemp(prefix="trustreg-img-")))
+
+
+@pytest.fixture(scope="session")
+def test_image(image: TestImage) -> Path:
+    """The test image's folder: OCI layout `oci/` (v1, v1-arm64, multi), docker-archive.tar, digests.env."""
+    return image.dir
 
 
 @pytest.fixture(scope="session")
 def certs() -> Path:
-    out = Path(tempfile.mkdtemp(prefix="trustreg-certs-"))
-    subprocess.run([str(HARNESS / "gen-certs.sh"), str(out)], check=True, capture_output=True)
-    return out
-
-
-@dataclass
-class Dockerd:
-    host: str
-    root: Path
-
-    def run(self, *args: str, env: dict[str, str] | None = None, check: bool = True,
-            timeout: float = 300) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            ["docker", *args],
-            env={**os.environ, "DOCKER_HOST": self.host, "DOCKER_CONFIG": str(self.root / "config"), **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
+    """A throwaway CA (ca.crt) and a server certificate for 127.0.0.1, ::1 and localhost (server.crt/.key)."""
+    return make_certs(Path(tempfile.mkdtemp(prefix="trustreg-certs-"))).dir
 
 
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[Dockerd]:
     """A private dockerd (vfs, no networking); 127.0.0.0/8 registries are insecure by default."""
     require("dockerd", "docker")
-    root = Path(tempfile.mkdtemp(prefix="trustreg-dockerd-", dir="/tmp"))
-    sock = root / "docker.sock"
-    proc = subprocess.Popen(
-        ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
-         f"--data-root={root}/data", f"--exec-root={root}/exec", f"--pidfile={root}/pid",
-         "-H", f"unix://{sock}"],
-        stdout=(root / "dockerd.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    d = Dockerd(f"unix://{sock}", root)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if d.run("version", check=False, timeout=10).returncode == 0:
-            break
-        time.sleep(0.5)
-    else:
-        proc.terminate()
-        raise RuntimeError((root / "dockerd.log").read_text())
-    yield d
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    shutil.rmtree(root, ignore_errors=True)
-
+    daemon = start_dockerd()
+    yield daemon
+    daemon.stop()

@@ -14,7 +14,10 @@ from typing import Any
 import bcrypt
 import pytest
 
-from tests.e2e.conftest import HARNESS, Server, require
+from tests.clients.image import TestImage
+from tests.clients.notary import notary_scenario
+from tests.clients.skopeo import Skopeo, skopeo_scenario
+from tests.e2e.conftest import Server, require
 from tests.e2e.conftest_containerd import containerd  # noqa: F401  (fixture)
 
 USERS = {"alice": "alice-e2e-pw", "carol": "carol-e2e-pw"}
@@ -117,7 +120,8 @@ def _login(dockerd, server: Server, user: str, password: str | None = None) -> s
 
 
 @pytest.mark.parametrize("token", [True, False], ids=["token", "basic"])
-def test_skopeo_with_creds(auth_registry, skopeo, test_image: Path, token: bool) -> None:
+def test_skopeo_with_creds(auth_registry, skopeo, test_image: Path, image: TestImage, tmp_path: Path,
+                          token: bool) -> None:
     require("skopeo")
     server = auth_registry(token=token)
     ref = f"docker://{server.addr}/library/busybox:v1"
@@ -133,14 +137,9 @@ def test_skopeo_with_creds(auth_registry, skopeo, test_image: Path, token: bool)
     assert f"AMD64_MANIFEST={digest}" in env or f'AMD64_MANIFEST="{digest}"' in env
     anonymous = skopeo("inspect", "--tls-verify=false", ref, check=False)
     assert anonymous.returncode != 0
-    if token:  # the full harness (push, pull, mount, multi-arch, delete) through the token flow
-        result = subprocess.run(
-            [str(HARNESS / "skopeo-check.sh"), server.addr, str(test_image)], capture_output=True, text=True,
-            timeout=600, env={**os.environ, "REGISTRY_USER": "alice", "REGISTRY_PASSWORD": USERS["alice"]})
-        last = [line for line in result.stdout.splitlines() if "steps passed" in line]
-        assert result.returncode == 0 and last, result.stdout + result.stderr
-        passed, total = last[-1].split()[-3].split("/")
-        assert passed == total
+    if token:  # the whole skopeo scenario (push, pull, mount, multi-arch, delete) through the token flow
+        alice = Skopeo(tmp_path / "alice", creds("alice"), server.addr)
+        skopeo_scenario(alice, server.addr, image, "harness/skopeo", tmp_path / "scenario")
 
 
 @pytest.mark.parametrize("token", [True, False], ids=["token", "basic"])
@@ -205,21 +204,18 @@ def notary_env(user: str | None) -> dict[str, str]:
     return env
 
 
-def test_notary_harness_with_credentials(auth_registry) -> None:
+def test_notary_scenario_with_credentials(auth_registry, tmp_path: Path) -> None:
     """The whole notary CLI scenario, publishing as alice through the token flow.
 
-    The project is public because the harness's own curl reads are anonymous, and because the
+    The project is public because the scenario's own metadata reads are anonymous, and because the
     notary CLI reads anonymously first (it retries a 401 with credentials only via a token).
     """
-    require("notary", "curl")
+    require("notary")
     server = auth_registry(token=True)
-    result = subprocess.run(
-        [str(HARNESS / "notary-check.sh"), server.url, "-", f"{server.addr}/pubtrust/notary-e2e"],
-        capture_output=True, text=True, timeout=900, env=notary_env("alice"))
-    last = [line for line in result.stdout.splitlines() if "steps passed" in line]
-    assert result.returncode == 0 and last, result.stdout + result.stderr
-    passed, total = last[-1].split()[-3].split("/")
-    assert passed == total
+    gun = f"{server.addr}/pubtrust/notary-e2e"
+    env = notary_env("alice")
+    notary_scenario(server.url, None, gun, tmp_path, {"NOTARY_AUTH": env["NOTARY_AUTH"]})
+    assert in_log(server, f"POST /v2/{gun}/_trust/tuf/ 200")
 
 
 def test_notary_cli_token_flow(auth_registry, tmp_path: Path) -> None:

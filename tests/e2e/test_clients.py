@@ -1,32 +1,19 @@
-"""Real clients against the real server: skopeo (the harness) and docker push/pull."""
+"""Real clients against the real server: skopeo (the whole scenario) and docker push/pull."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import HARNESS, require
+from tests.clients.image import TestImage
+from tests.clients.skopeo import Skopeo, skopeo_scenario
+from tests.e2e.conftest import require
 
 
-def run_harness(script: str, *args: str, env: dict[str, str] | None = None) -> str:
-    import os
-
-    result = subprocess.run(
-        [str(HARNESS / script), *args], capture_output=True, text=True, timeout=600,
-        env={**os.environ, **(env or {})},
-    )
-    out = result.stdout + result.stderr
-    last = [line for line in out.splitlines() if "steps passed" in line]
-    assert result.returncode == 0 and last, out
-    return last[-1]
-
-
-def test_skopeo_harness(trustreg) -> None:
+def test_skopeo_scenario(trustreg, image: TestImage, tmp_path: Path) -> None:
     require("skopeo")
     server = trustreg()
-    line = run_harness("skopeo-check.sh", server.addr)
-    passed, total = line.rsplit(" ", 3)[-3].split("/")
-    assert passed == total
+    skopeo_scenario(Skopeo(tmp_path), server.addr, image, "harness/skopeo", tmp_path)
 
 
 def test_docker_push_pull(trustreg, dockerd, test_image: Path) -> None:

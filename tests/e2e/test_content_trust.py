@@ -11,21 +11,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.clients.notary import NotaryCLI, notary_scenario
 from tests.e2e.conftest import Server, require
 from tests.e2e.conftest_containerd import Containerd, containerd  # noqa: F401  (fixture)
 
 REFUSAL = "The image is not signed in Notary."
 ENFORCED = {"projects": {"secure": {"content_trust": {"enforce": True}}}}
-PASSPHRASES = {
-    "NOTARY_ROOT_PASSPHRASE": "e2e-root", "NOTARY_TARGETS_PASSPHRASE": "e2e-targets",
-    "NOTARY_SNAPSHOT_PASSPHRASE": "e2e-snapshot", "NOTARY_DELEGATION_PASSPHRASE": "e2e-delegation",
-}
 DCT = {
     "DOCKER_CONTENT_TRUST": "1",
     "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "e2e-dct-root",
@@ -38,43 +34,6 @@ def secure(trustreg, certs: Path) -> Server:
     """trustreg over TLS with project `secure` enforcing content trust."""
     tls = {"certificate": str(certs / "server.crt"), "key": str(certs / "server.key")}
     return trustreg({**ENFORCED, "http": {"tls": tls}})
-
-
-class Notary:
-    """The real notary CLI with a private trust dir, talking to trustreg (TLS verified with the CA)."""
-
-    def __init__(self, server: Server, ca: Path, workdir: Path) -> None:
-        self.server, self.dir = server, workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        config = {"trust_dir": str(workdir / "trust"), "remote_server": {"url": server.url, "root_ca": str(ca)}}
-        (workdir / "config.json").write_text(json.dumps(config))
-
-    def __call__(self, *args: str) -> str:
-        result = subprocess.run(
-            ["notary", "-c", str(self.dir / "config.json"), "-s", self.server.url, *args],
-            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-            env={**os.environ, **PASSPHRASES},
-        )
-        assert result.returncode == 0, f"notary {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def sign(self, gun: str, tag: str, digest: str, size: int, role: str | None = None) -> None:
-        roles = ["--roles", role] if role else []
-        self("addhash", gun, tag, str(size), "--sha256", digest.removeprefix("sha256:"), *roles)
-        self("publish", gun)
-
-    def delegate_releases(self, gun: str) -> None:
-        """Add a `targets/releases` delegation (all paths) and import its key for signing."""
-        key, cert = self.dir / "releases.key", self.dir / "releases.crt"
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
-                        str(self.dir / "releases.sec1")], check=True, capture_output=True)
-        subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", str(self.dir / "releases.sec1"),
-                        "-out", str(key)], check=True, capture_output=True)
-        subprocess.run(["openssl", "req", "-new", "-x509", "-sha256", "-key", str(key), "-subj", "/CN=releases",
-                        "-days", "30", "-out", str(cert)], check=True, capture_output=True)
-        self("delegation", "add", gun, "targets/releases", str(cert), "--all-paths")
-        self("publish", gun)
-        self("key", "import", str(key), "--role", "targets/releases")
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -97,17 +56,17 @@ def push_oci(image: Path, ref: str, dest: str, *extra: str) -> None:
 
 
 def test_skopeo_with_notary_cli_signatures(secure: Server, certs: Path, test_image: Path, tmp_path: Path) -> None:
-    require("skopeo", "notary", "openssl")
+    require("skopeo", "notary")
     digests = env_file(test_image / "digests.env")
     amd64, arm64 = digests["AMD64_MANIFEST"], digests["ARM64_MANIFEST"]
     repo = f"{secure.addr}/secure/app"
     push_oci(test_image, "v1", f"{repo}:signed")
     push_oci(test_image, "v1", f"{repo}:released")
     push_oci(test_image, "v1-arm64", f"{repo}:unsigned")
-    notary = Notary(secure, certs / "ca.crt", tmp_path / "notary")
+    notary = NotaryCLI(secure.url, tmp_path / "notary", certs / "ca.crt")
     notary("init", repo)
     notary.sign(repo, "signed", amd64, layout_size(test_image, amd64))
-    notary.delegate_releases(repo)
+    notary.delegate(repo)
     notary.sign(repo, "released", amd64, layout_size(test_image, amd64), role="targets/releases")
 
     for tag in ("signed", "released"):
@@ -157,7 +116,7 @@ def test_containerd_and_cri(secure: Server, certs: Path, containerd: Containerd,
     push_oci(test_image, "v1", f"{repo}:signed")
     push_oci(test_image, "multi", f"{repo}:multi", "--all")
     push_oci(test_image, "v1-arm64", f"{repo}:unsigned")
-    notary = Notary(secure, certs / "ca.crt", tmp_path / "notary")
+    notary = NotaryCLI(secure.url, tmp_path / "notary", certs / "ca.crt")
     notary("init", repo)
     notary("addhash", repo, "signed", str(layout_size(test_image, amd64)), "--sha256", amd64.removeprefix("sha256:"))
     notary.sign(repo, "multi", index, layout_size(test_image, index))
@@ -179,12 +138,8 @@ def test_containerd_and_cri(secure: Server, certs: Path, containerd: Containerd,
     assert "412" in str(err.value.details()), err.value.details()
 
 
-def test_notary_cli_harness(secure: Server, certs: Path) -> None:
+def test_notary_cli_scenario(secure: Server, certs: Path, tmp_path: Path) -> None:
     """init, publish, add/addhash, list/lookup/verify, remove, server-managed snapshot key,
     `targets/releases` delegation, a fresh client (TOFU), delete --remote: all over TLS."""
-    require("notary", "openssl", "curl")
-    from tests.e2e.test_clients import run_harness
-
-    line = run_harness("notary-check.sh", secure.url, str(certs / "ca.crt"), f"{secure.addr}/library/alpine")
-    passed, total = line.rsplit(" ", 3)[-3].split("/")
-    assert passed == total
+    require("notary")
+    notary_scenario(secure.url, certs / "ca.crt", f"{secure.addr}/library/alpine", tmp_path)

@@ -11,12 +11,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import yaml
 
 from tests import s3server
+from tests.clients.image import TestImage
+from tests.clients.skopeo import Skopeo, skopeo_scenario
 from tests.e2e.conftest import REPO, require
-from tests.e2e.test_clients import run_harness
 
 
 def s3_storage(endpoint: str, bucket: str) -> dict:
@@ -33,12 +35,10 @@ def request(url: str, method: str = "GET", data: bytes | None = None,
         return e.code, dict(e.headers), e.read()
 
 
-def test_skopeo_harness_on_s3(trustreg, moto_endpoint) -> None:
+def test_skopeo_scenario_on_s3(trustreg, moto_endpoint, image: TestImage, tmp_path: Path) -> None:
     require("skopeo")
     server = trustreg({"storage": s3_storage(moto_endpoint, s3server.create_bucket(moto_endpoint))})
-    line = run_harness("skopeo-check.sh", server.addr)
-    passed, total = line.rsplit(" ", 3)[-3].split("/")
-    assert passed == total
+    skopeo_scenario(Skopeo(tmp_path), server.addr, image, "harness/skopeo", tmp_path)
 
 
 def test_two_processes_share_one_bucket(trustreg, moto_endpoint) -> None:

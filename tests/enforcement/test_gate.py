@@ -18,7 +18,7 @@ from trust.gate import ContentTrustGate
 from trust.policy import Policy, PolicyHolder
 from trust.timeutil import parse_rfc3339
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "notary"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "notary"  # scripts/gen-notary-vectors.py
 EXPECTED = json.loads((VECTORS / "expected.json").read_text())
 GUN = EXPECTED["gun"]
 REPO = GUN.split("/", 1)[1]  # library/alpine
@@ -28,7 +28,7 @@ ENFORCED = {"projects": {"library": {"content_trust": {"enforce": True}}}}
 
 
 class DirectorySource:
-    """Trust data read from a directory laid out like testdata/notary/current (etag: timestamp bytes)."""
+    """Trust data read from a directory laid out like tests/vectors/notary/current (etag: timestamp bytes)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -1,4 +1,4 @@
-"""Build signed Notary collections for tests: real testdata helpers and a synthetic repository."""
+"""Build signed Notary collections for tests: helpers over the repository's real vectors and a synthetic repository."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from trust.metadata import MetaFile
 from trust.signing import PrivateKeyObject, load_private_key_pem, sign_signed
 from trust.timeutil import format_rfc3339, parse_rfc3339
 
-TESTDATA = Path(__file__).resolve().parent / "testdata" / "notary"  # copied from notary-server 0.7.0 sessions
+TESTDATA = Path(__file__).resolve().parents[1] / "vectors" / "notary"  # scripts/gen-notary-vectors.py
 EXPECTED: dict[str, Any] = json.loads((TESTDATA / "expected.json").read_text())
 GUN: str = EXPECTED["gun"]
 NOW: datetime = parse_rfc3339(EXPECTED["generated_at"])
@@ -40,7 +40,7 @@ def history(role: str, version: int) -> bytes:
 
 
 def stored_current(base: str = "current") -> StoredTrustData:
-    """The collection under testdata/<base>/ as the gate would read it from storage."""
+    """The collection under tests/vectors/notary/<base>/ as the gate would read it from storage."""
     folder = TESTDATA / base
     delegations = {f"targets/{p.stem}": p.read_bytes() for p in (folder / "targets").glob("*.json")}
     roles = [(folder / f"{r}.json").read_bytes() for r in ("root", "timestamp", "snapshot", "targets")]

@@ -14,6 +14,7 @@ from tests.trust.factory import (
     EXPECTED,
     GUN,
     NOW,
+    TESTDATA,
     Delegation,
     Signer,
     SyntheticRepo,
@@ -44,7 +45,7 @@ from trust.timeutil import parse_rfc3339
 from trust.trusted_set import TrustedMetadataSet
 from trust.verify import verify_threshold
 
-DOCKER_GUN = "127.0.0.1:16060/dct/alpine"
+DOCKER_GUN: str = EXPECTED["docker"]["gun"]
 
 
 def root_key_by_version(version: int) -> tuple[str, Any]:
@@ -76,7 +77,7 @@ def test_real_collection_verifies() -> None:
 
 def test_docker_collection_verifies() -> None:
     result = verify_trust_data(stored_current("docker/current"), DOCKER_GUN, NOW)
-    docker = json.loads((stored_current.__globals__["TESTDATA"] / "docker" / "docker-trust-inspect.json").read_text())
+    docker = json.loads((TESTDATA / "docker" / "docker-trust-inspect.json").read_text())
     signed_tags = {t["SignedTag"]: t["Digest"] for t in docker[0]["SignedTags"]}
     assert {name: t.sha256 for name, t in result.targets.items()} == signed_tags
     assert result.lookup("v2").role == "targets/releases"  # preferred over targets
