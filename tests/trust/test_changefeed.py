@@ -29,7 +29,7 @@ async def publish(service: NotaryService, repository: str, gun: str) -> None:
     """A docker-style first publish (root+targets, server-made snapshot and timestamp)."""
     repo = SyntheticRepo(gun, utcnow())
     for role in ("timestamp", "snapshot"):
-        setattr(repo, role, Signer(None, PublicKey.from_dict(await service.server_key(repository, role))))  # type: ignore[arg-type]
+        setattr(repo, role, Signer(None, PublicKey.from_dict(await service.get_key(repository, role))))  # type: ignore[arg-type]
     targets = sign_signed(repo.targets_signed({"v1": b"manifest"}), [repo.targets.pair])
     await service.publish(repository, gun, [("root", repo.sign_root(repo.root_signed())), ("targets", targets)])
 

@@ -152,7 +152,7 @@ class NotaryService:
         return state.gun, data
 
     # --- keys ----------------------------------------------------------------------------------
-    async def get_key(self, repository: str, role: str) -> dict[str, Any] | None:
+    async def existing_key(self, repository: str, role: str) -> dict[str, Any] | None:
         """`GET …/<role>.key` without creating: the key root names for the role if the server holds it,
         else the one created for the current root version; None when there is none (creating one is
         `create_key`, for callers allowed to push)."""
@@ -166,9 +166,9 @@ class NotaryService:
         pending = await self.keys.created_for(repository, role, _slot(root))
         return key_json(pending) if pending is not None else None
 
-    async def server_key(self, repository: str, role: str) -> dict[str, Any]:
-        """`get_key`, or `create_key` when there is none: for a caller allowed to create keys."""
-        return await self.get_key(repository, role) or await self.create_key(repository, role)
+    async def get_key(self, repository: str, role: str) -> dict[str, Any]:
+        """`existing_key`, or `create_key` when there is none: for a caller allowed to create keys."""
+        return await self.existing_key(repository, role) or await self.create_key(repository, role)
 
     async def create_key(self, repository: str, role: str) -> dict[str, Any]:
         """A new key for `role` (`POST …/<role>.key`, or a `GET` finding none): at most one per role and
