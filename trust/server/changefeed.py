@@ -82,8 +82,9 @@ class ChangeFeed:
             self._last = await self.last_id()
         while True:
             candidate = self._last + 1
-            self._last = candidate
-            if await self.driver.put_if_absent(self._key(candidate), data):
+            created = await self.driver.put_if_absent(self._key(candidate), data)
+            self._last = max(self._last, candidate)  # taken now, by this writer or another (no gaps)
+            if created:
                 return candidate
 
     async def _read(self, change_id: int) -> Change | None:

@@ -203,7 +203,7 @@ class NotaryService:
                 if version <= _version(state, role):
                     raise NotaryError("VERSION", {"role": role, "version": version})
             await self._commit(repository, gun, state, files)
-        await self._record_update(gun, repository, files[TIMESTAMP])
+            await self._record_update(gun, repository, files[TIMESTAMP])  # in commit order
 
     async def delete(self, repository: str, *, gun: str | None = None) -> None:
         """`DELETE …/_trust/tuf/`: remove all metadata (idempotent; server keys are kept).
@@ -214,10 +214,10 @@ class NotaryService:
                 return
             state = await self.store.current(repository)
             existed = await self.store.delete(repository)
+            if existed and state is not None:
+                await self._record(state.gun, repository, DELETION)
         if existed:
             self._notify(repository)
-            if state is not None:
-                await self._record(state.gun, repository, DELETION)
 
     # --- changefeed ----------------------------------------------------------------------------
     async def changes(self, change_id: int, records: int, *, gun: str | None = None,
@@ -333,8 +333,8 @@ class NotaryService:
                 new_state = await self.store.commit(repository, state.gun, state, files)
             except ConcurrentUpdate:
                 return await self.store.current(repository) or state
+            await self._record_update(state.gun, repository, files[TIMESTAMP])
         self._notify(repository)
-        await self._record_update(state.gun, repository, files[TIMESTAMP])
         return new_state
 
 
