@@ -197,8 +197,7 @@ async def changefeed(request: web.Request) -> web.Response:
         change_id = _query_int(request, "change_id", required=False)
         if "gun" in request.match_info:
             gun = request.match_info["gun"]
-            request_target(request, gun)
-            found = await service.changes(change_id, records, gun=gun)
+            found = await service.changes(change_id, records, gun=gun, repository=request_target(request, gun))
         else:
             authorizer = request.app[AUTHORIZER]
 

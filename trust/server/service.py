@@ -220,10 +220,10 @@ class NotaryService:
             self._notify(repository)
 
     # --- changefeed ----------------------------------------------------------------------------
-    async def changes(self, change_id: int, records: int, *, gun: str | None = None,
+    async def changes(self, change_id: int, records: int, *, gun: str | None = None, repository: str | None = None,
                       visible: Visible | None = None) -> list[Change] | None:
         """A page of the changefeed (`trust.server.changefeed.ChangeFeed.page`)."""
-        return await self.changefeed.page(change_id, records, gun=gun, visible=visible)
+        return await self.changefeed.page(change_id, records, gun=gun, repository=repository, visible=visible)
 
     async def _record_update(self, gun: str, repository: str, timestamp: tuple[int, bytes]) -> None:
         version, data = timestamp
