@@ -180,7 +180,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 async def _get_key(request: web.Request, service: NotaryService, repository: str, role: str) -> dict[str, Any]:
     """The server's key for `role`; creating one (none exists yet) needs push on the repository."""
-    key = await service.get_key(repository, role)
+    key = await service.existing_key(repository, role)
     if key is not None:
         return key
     if not await request.app[AUTHORIZER].allowed(request, repository, "push"):
@@ -197,8 +197,7 @@ async def changefeed(request: web.Request) -> web.Response:
         change_id = _query_int(request, "change_id", required=False)
         if "gun" in request.match_info:
             gun = request.match_info["gun"]
-            request_target(request, gun)
-            found = await service.changes(change_id, records, gun=gun)
+            found = await service.changes(change_id, records, gun=gun, repository=request_target(request, gun))
         else:
             authorizer = request.app[AUTHORIZER]
 

@@ -240,4 +240,5 @@ def test_notary_cli_token_flow(auth_registry, tmp_path: Path) -> None:
     refused = notary(None, "anon-reader", "list", gun)
     assert refused.returncode != 0
     assert in_log(server, f"POST /v2/{gun}/_trust/tuf/ 200")
-    assert in_log(server, f"POST /v2/{gun}/_trust/tuf/ 403")  # carol's publish: pull-only member
+    # carol's init: a pull-only member may not make the server create a key (issue 15), so it stops there
+    assert in_log(server, f"GET /v2/{gun}/_trust/tuf/timestamp.key 403")

@@ -29,7 +29,7 @@ async def publish(service: NotaryService, repository: str, gun: str) -> None:
     """A docker-style first publish (root+targets, server-made snapshot and timestamp)."""
     repo = SyntheticRepo(gun, utcnow())
     for role in ("timestamp", "snapshot"):
-        setattr(repo, role, Signer(None, PublicKey.from_dict(await service.server_key(repository, role))))  # type: ignore[arg-type]
+        setattr(repo, role, Signer(None, PublicKey.from_dict(await service.get_key(repository, role))))  # type: ignore[arg-type]
     targets = sign_signed(repo.targets_signed({"v1": b"manifest"}), [repo.targets.pair])
     await service.publish(repository, gun, [("root", repo.sign_root(repo.root_signed())), ("targets", targets)])
 
@@ -108,3 +108,24 @@ async def test_feeds_are_authorized_like_reading_trust_data(registry, tmp_path: 
     assert status == 400
     resp = await client.get("/v2/other.example.com/secure/app/_trust/changefeed?records=1", headers=basic("root"))
     assert resp.status == 400 and (await resp.json())["errors"][0]["code"] == "INVALID_GUN"
+
+
+async def test_server_resigning_is_recorded(tmp_path: Path) -> None:
+    """A read that re-signs an expiring timestamp is an update too (notary-server records every stored
+    timestamp)."""
+    from datetime import timedelta
+
+    from tests.trust.test_server import Clock
+
+    clock = Clock(utcnow())
+    service = NotaryService(FilesystemDriver(str(tmp_path)), "pw", clock=clock)
+    repo = SyntheticRepo("reg.example.com/p/r", clock.now)
+    for role in ("timestamp", "snapshot"):
+        setattr(repo, role, Signer(None, PublicKey.from_dict(await service.get_key("p/r", role))))  # type: ignore[arg-type]
+    targets = sign_signed(repo.targets_signed({"v1": b"m"}), [repo.targets.pair])
+    await service.publish("p/r", repo.gun, [("root", repo.sign_root(repo.root_signed())), ("targets", targets)])
+    clock.now += timedelta(days=14)
+    served = await service.get_current("p/r", "timestamp")
+    changes = await service.changes(0, 10, gun=repo.gun)
+    assert [(c.version, c.category) for c in changes or []] == [(1, "update"), (2, "update")]
+    assert changes is not None and changes[-1].sha256 == hashlib.sha256(served.data).hexdigest()

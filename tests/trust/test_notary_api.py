@@ -52,12 +52,12 @@ async def notary_error(resp: aiohttp.ClientResponse, status: int, code: str) -> 
 
 
 class _ServiceOverHttp:
-    """What tests.trust.test_server.server_root needs from a service: server_key over HTTP."""
+    """What tests.trust.test_server.server_root needs from a service: get_key over HTTP."""
 
     def __init__(self, client: TestClient) -> None:
         self.client = client
 
-    async def server_key(self, repo: str, role: str) -> dict:  # type: ignore[type-arg]
+    async def get_key(self, repo: str, role: str) -> dict:  # type: ignore[type-arg]
         resp = await self.client.get(f"{T}/{role}.key")
         assert resp.status == 200
         return json.loads(await resp.read())

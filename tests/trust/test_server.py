@@ -54,7 +54,7 @@ async def server_root(service: NotaryService, version: int, signed_by: list[str]
     """
     signed = json.loads(history("root", version))["signed"]
     for role in ("timestamp", "snapshot"):
-        key = public(await service.server_key(REPO, role))
+        key = public(await service.get_key(REPO, role))
         signed["keys"][key.keyid] = key.to_dict()
         signed["roles"][role] = {"keyids": [key.keyid], "threshold": 1}
     chain = next(r for r in EXPECTED["root_chain"] if r["version"] == version)
@@ -157,8 +157,8 @@ async def test_versions_and_missing(service: NotaryService) -> None:
 
 async def test_docker_flow_with_server_snapshot(service: NotaryService) -> None:
     repo = SyntheticRepo(GUN, NOW)
-    repo.timestamp = Signer(None, public(await service.server_key(REPO, "timestamp")))  # type: ignore[arg-type]
-    repo.snapshot = Signer(None, public(await service.server_key(REPO, "snapshot")))  # type: ignore[arg-type]
+    repo.timestamp = Signer(None, public(await service.get_key(REPO, "timestamp")))  # type: ignore[arg-type]
+    repo.snapshot = Signer(None, public(await service.get_key(REPO, "snapshot")))  # type: ignore[arg-type]
     root = repo.sign_root(repo.root_signed())
     targets = sign_signed(repo.targets_signed({"v1": b"manifest"}), [repo.targets.pair])
     await service.publish(REPO, GUN, [("root", root), ("targets", targets)])
@@ -168,7 +168,7 @@ async def test_docker_flow_with_server_snapshot(service: NotaryService) -> None:
 
 async def test_client_signed_snapshot_is_accepted(service: NotaryService) -> None:
     repo = SyntheticRepo(GUN, NOW)
-    repo.timestamp = Signer(None, public(await service.server_key(REPO, "timestamp")))  # type: ignore[arg-type]
+    repo.timestamp = Signer(None, public(await service.get_key(REPO, "timestamp")))  # type: ignore[arg-type]
     data = repo.collection(sign_signed(repo.targets_signed({"v1": b"x"}), [repo.targets.pair]))
     parts = [("root.json", data.root), ("targets", data.targets), ("snapshot", data.snapshot)]
     await service.publish(REPO, GUN, [*parts, ("timestamp", data.targets)])  # a timestamp part is ignored
@@ -181,18 +181,18 @@ async def test_client_signed_snapshot_is_accepted(service: NotaryService) -> Non
 
 
 async def test_key_endpoints(service: NotaryService, tmp_path: Path) -> None:
-    assert await service.get_key(REPO, "timestamp") is None  # reading never creates
-    first = await service.server_key(REPO, "timestamp")
+    assert await service.existing_key(REPO, "timestamp") is None  # reading never creates
+    first = await service.get_key(REPO, "timestamp")
     assert list(first) == ["keytype", "keyval"] and list(first["keyval"]) == ["public", "private"]
     assert first["keytype"] == "ecdsa" and first["keyval"]["private"] is None
     # bounded (notary-server makes a new key per call before a root exists): one per role and root version
-    assert await service.server_key(REPO, "timestamp") == first == await service.create_key(REPO, "timestamp")
-    assert await service.get_key(REPO, "timestamp") == first
+    assert await service.get_key(REPO, "timestamp") == first == await service.create_key(REPO, "timestamp")
+    assert await service.existing_key(REPO, "timestamp") == first
     await replay(service, upto=0)
-    named = await service.get_key(REPO, "timestamp")
-    assert named == first and await service.server_key(REPO, "timestamp") == named  # the key root names
+    named = await service.existing_key(REPO, "timestamp")
+    assert named == first and await service.get_key(REPO, "timestamp") == named  # the key root names
     rotated = await service.create_key(REPO, "snapshot")
-    assert rotated != await service.get_key(REPO, "snapshot")
+    assert rotated != await service.existing_key(REPO, "snapshot")
     assert await service.create_key(REPO, "snapshot") == rotated  # until a root is published
     await expect_error(service.get_key(REPO, "targets"), "METADATA_NOT_FOUND")
     pems = list((tmp_path / "trust" / REPO / "_keys").rglob("*.pem"))
@@ -203,7 +203,7 @@ async def test_keys_need_the_passphrase(service: NotaryService, tmp_path: Path) 
     await replay(service, upto=0)
     other = NotaryService(FilesystemDriver(str(tmp_path)), "wrong passphrase", clock=lambda: NOW)
     with pytest.raises(ValueError):
-        await other.server_key(REPO, "timestamp")
+        await other.get_key(REPO, "timestamp")
 
 
 async def test_snapshot_key_rotation_to_a_new_server_key(service: NotaryService) -> None:
@@ -331,7 +331,7 @@ async def test_delegation_and_parent_in_one_update(service: NotaryService) -> No
 async def test_snapshot_not_matching_is_refused(tmp_path: Path) -> None:
     service = NotaryService(FilesystemDriver(str(tmp_path)), PASSPHRASE, clock=lambda: NOW)
     repo = SyntheticRepo(GUN, NOW)
-    repo.timestamp = Signer(None, public(await service.server_key(REPO, "timestamp")))  # type: ignore[arg-type]
+    repo.timestamp = Signer(None, public(await service.get_key(REPO, "timestamp")))  # type: ignore[arg-type]
     targets = sign_signed(repo.targets_signed({"v1": b"x"}), [repo.targets.pair])
     other = sign_signed(repo.targets_signed({"v1": b"y"}), [repo.targets.pair])
     data = repo.collection(targets)
@@ -347,7 +347,7 @@ async def test_snapshot_not_matching_is_refused(tmp_path: Path) -> None:
 async def test_no_snapshot_and_no_server_snapshot_key(tmp_path: Path) -> None:
     service = NotaryService(FilesystemDriver(str(tmp_path)), PASSPHRASE, clock=lambda: NOW)
     repo = SyntheticRepo(GUN, NOW)
-    repo.timestamp = Signer(None, public(await service.server_key(REPO, "timestamp")))  # type: ignore[arg-type]
+    repo.timestamp = Signer(None, public(await service.get_key(REPO, "timestamp")))  # type: ignore[arg-type]
     data = repo.collection(sign_signed(repo.targets_signed({"v1": b"x"}), [repo.targets.pair]))
     err = await expect_error(
         service.publish(REPO, GUN, [("root", data.root), ("targets", data.targets)]),

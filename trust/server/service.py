@@ -152,7 +152,7 @@ class NotaryService:
         return state.gun, data
 
     # --- keys ----------------------------------------------------------------------------------
-    async def get_key(self, repository: str, role: str) -> dict[str, Any] | None:
+    async def existing_key(self, repository: str, role: str) -> dict[str, Any] | None:
         """`GET …/<role>.key` without creating: the key root names for the role if the server holds it,
         else the one created for the current root version; None when there is none (creating one is
         `create_key`, for callers allowed to push)."""
@@ -166,9 +166,9 @@ class NotaryService:
         pending = await self.keys.created_for(repository, role, _slot(root))
         return key_json(pending) if pending is not None else None
 
-    async def server_key(self, repository: str, role: str) -> dict[str, Any]:
-        """`get_key`, or `create_key` when there is none: for a caller allowed to create keys."""
-        return await self.get_key(repository, role) or await self.create_key(repository, role)
+    async def get_key(self, repository: str, role: str) -> dict[str, Any]:
+        """`existing_key`, or `create_key` when there is none: for a caller allowed to create keys."""
+        return await self.existing_key(repository, role) or await self.create_key(repository, role)
 
     async def create_key(self, repository: str, role: str) -> dict[str, Any]:
         """A new key for `role` (`POST …/<role>.key`, or a `GET` finding none): at most one per role and
@@ -203,7 +203,7 @@ class NotaryService:
                 if version <= _version(state, role):
                     raise NotaryError("VERSION", {"role": role, "version": version})
             await self._commit(repository, gun, state, files)
-        await self._record_update(gun, repository, files[TIMESTAMP])
+            await self._record_update(gun, repository, files[TIMESTAMP])  # in commit order
 
     async def delete(self, repository: str, *, gun: str | None = None) -> None:
         """`DELETE …/_trust/tuf/`: remove all metadata (idempotent; server keys are kept).
@@ -214,16 +214,16 @@ class NotaryService:
                 return
             state = await self.store.current(repository)
             existed = await self.store.delete(repository)
+            if existed and state is not None:
+                await self._record(state.gun, repository, DELETION)
         if existed:
             self._notify(repository)
-            if state is not None:
-                await self._record(state.gun, repository, DELETION)
 
     # --- changefeed ----------------------------------------------------------------------------
-    async def changes(self, change_id: int, records: int, *, gun: str | None = None,
+    async def changes(self, change_id: int, records: int, *, gun: str | None = None, repository: str | None = None,
                       visible: Visible | None = None) -> list[Change] | None:
         """A page of the changefeed (`trust.server.changefeed.ChangeFeed.page`)."""
-        return await self.changefeed.page(change_id, records, gun=gun, visible=visible)
+        return await self.changefeed.page(change_id, records, gun=gun, repository=repository, visible=visible)
 
     async def _record_update(self, gun: str, repository: str, timestamp: tuple[int, bytes]) -> None:
         version, data = timestamp
@@ -333,8 +333,8 @@ class NotaryService:
                 new_state = await self.store.commit(repository, state.gun, state, files)
             except ConcurrentUpdate:
                 return await self.store.current(repository) or state
+            await self._record_update(state.gun, repository, files[TIMESTAMP])
         self._notify(repository)
-        await self._record_update(state.gun, repository, files[TIMESTAMP])
         return new_state
 
 
