@@ -28,7 +28,7 @@ import pytest
 from storage.filesystem import FilesystemDriver
 from storage.references import Digest
 from storage.store import RegistryStore
-from tests.e2e.conftest import Dockerd, Server, dockerd, require, start_server, test_image  # noqa: F401,F811
+from tests.e2e.conftest import Dockerd, Server, dockerd, image, require, start_server, test_image  # noqa: F401,F811
 from tests.e2e.conftest_containerd import Containerd, containerd  # noqa: F401
 from tests.helpers import descriptor, digest_of
 from tests.signatures.factory import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import test_image  # noqa: F401
+from tests.e2e.conftest import image, test_image  # noqa: F401
 from tests.e2e.conftest_containerd import Containerd, containerd  # noqa: F401
 from tests.e2e.test_signatures import COSIGN_REFUSAL, NOTATION_REFUSAL, cosign_sign, make_env, notation_setup
 from tests.e2e.test_signatures import notation_sign as notation_sign_as_alice
