@@ -19,7 +19,8 @@ class Authorizer(Protocol):
     async def credential_grants(self, request: web.Request, repository: str, action: str) -> bool:
         """Whether the credential THIS request presented grants `action` on `repository`: an
         authenticated principal whose roles allow it and, in token mode, whose token's scope holds it
-        too (a pull-only token of an account that may push grants pull only). Anonymous: never."""
+        too (a pull-only token of an account that may push grants pull only). Without authentication
+        configured, everything (as `allowed`)."""
         ...
 
     def challenge(self, request: web.Request, repository: str,
@@ -37,7 +38,7 @@ class AllowAll:
         return True
 
     async def credential_grants(self, request: web.Request, repository: str, action: str) -> bool:
-        return False  # nobody authenticates
+        return True
 
     def challenge(self, request: web.Request, repository: str,
                   actions: frozenset[str] = frozenset({"pull"})) -> Exception | None:

@@ -84,6 +84,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         # The exemption follows what this request's credential grants, not what its account could get.
         push_holder_read = (
             (request.method == "HEAD" or tag is None)
+            and principal is not None  # without authentication nobody is a push holder
             and await request.app[AUTHORIZER].credential_grants(request, name, "push")
         )
         verdict = await gate.decide(name, tag, manifest, push_holder_head=push_holder_read)

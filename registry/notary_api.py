@@ -183,7 +183,7 @@ async def _get_key(request: web.Request, service: NotaryService, repository: str
     key = await service.existing_key(repository, role)
     if key is not None:
         return key
-    if not await request.app[AUTHORIZER].allowed(request, repository, "push"):
+    if not await request.app[AUTHORIZER].credential_grants(request, repository, "push"):  # token scope too
         raise RegistryError("DENIED", f"creating a server key needs push access to {repository}", status=403)
     return await service.create_key(repository, role)
 

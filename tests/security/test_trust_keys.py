@@ -59,6 +59,18 @@ async def test_readers_cannot_create_keys(setup: dict[str, Any]) -> None:
     assert await key_files(client) == []
 
 
+async def test_pull_only_token_of_a_push_account_cannot_create_keys(registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Creating a key follows what the request's credential grants (the token's scope), not the account."""
+    client = await registry(auth_config(write_htpasswd(tmp_path / "htpasswd", PASSWORDS), token=True))
+    setup = {"client": client, "mode": "token"}
+    gun = f"127.0.0.1:{client.server.port}/secure/app"
+    headers = await headers_for(setup, "alice", gun, "pull")  # alice may push; her token says pull
+    for role in ROLES:
+        resp = await client.get(f"/v2/{gun}/_trust/tuf/{role}.key", headers=headers)
+        assert resp.status == 403, (role, resp.status)
+    assert await key_files(client) == []
+
+
 async def test_creation_is_bounded_per_role_and_root_version(setup: dict[str, Any]) -> None:
     client = setup["client"]
     gun = f"127.0.0.1:{client.server.port}/secure/app"
