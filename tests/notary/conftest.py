@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.clients.certs import make_certs
 from tests.notary.harness import Side
-from tests.notary.servers import make_tls, start_notary_server, start_trustreg
+from tests.notary.servers import start_notary_server, start_trustreg
 
 
 def _require(*binaries: str) -> None:
@@ -25,7 +26,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side]
     """(notary-server side, trustreg side), sharing one throwaway CA and server certificate."""
     _require("notary", "notary-server")
     base = tmp_path_factory.mktemp("differential")
-    ca, cert, key = make_tls(base / "tls")
+    certs = make_certs(base / "tls")
+    ca, cert, key = certs.ca, certs.server_cert, certs.server_key
     reference = start_notary_server(base, cert, key, ca)
     try:
         ours = start_trustreg(base, cert, key, ca)
