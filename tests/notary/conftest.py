@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests.clients.certs import make_certs
+from tests.e2e.conftest import require
 from tests.notary.harness import Side
 from tests.notary.servers import start_notary_server, start_trustreg
-
-
-def _require(*binaries: str) -> None:
-    missing = [b for b in binaries if shutil.which(b) is None]
-    if missing:
-        if os.environ.get("TRUSTREG_REQUIRE_E2E") == "1":
-            pytest.fail(f"required binaries missing: {missing}")
-        pytest.skip(f"binaries missing (Debian package notary): {missing}")
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side]]:
     """(notary-server side, trustreg side), sharing one throwaway CA and server certificate."""
-    _require("notary", "notary-server")
+    require("notary", "notary-server")
     base = tmp_path_factory.mktemp("differential")
     certs = make_certs(base / "tls")
     ca, cert, key = certs.ca, certs.server_cert, certs.server_key
