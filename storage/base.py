@@ -45,6 +45,13 @@ class OffsetMismatchError(StorageError):
         self.actual = actual
 
 
+MAX_APPEND_PARTS = 10_000  # appends per append object (each append lists the parts before it)
+
+
+class TooManyPartsError(StorageError):
+    """The append object already has MAX_APPEND_PARTS parts."""
+
+
 class AppendSealedError(StorageError):
     """The append object was sealed (its upload finished): it takes no more bytes."""
 
@@ -146,7 +153,8 @@ class StorageDriver(abc.ABC):
         returns the new size. The bytes go to a private part first and are committed create-only at
         `offset` once complete, so of two appends at one offset at most one lands (the other gets
         OffsetMismatchError) and a failed stream leaves nothing. Raises AppendSealedError once the
-        object is sealed and PathNotFoundError if no append object exists."""
+        object is sealed, TooManyPartsError past MAX_APPEND_PARTS appends and PathNotFoundError if no
+        append object exists."""
 
     @abc.abstractmethod
     async def append_size(self, key: str) -> int:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from storage.base import (
+    MAX_APPEND_PARTS,
     AppendSealedError,
     OffsetMismatchError,
     PathNotFoundError,
@@ -27,6 +28,7 @@ from storage.base import (
     StorageError,
     StorageFullError,
     StorageUnavailableError,
+    TooManyPartsError,
 )
 
 T = TypeVar("T")
@@ -325,11 +327,13 @@ class FilesystemDriver(StorageDriver):
 
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
         path = self._path(key)
-        _, size, sealed = self._chain(path, key)
+        parts, size, sealed = self._chain(path, key)
         if sealed:
             raise AppendSealedError(key)
         if size != offset:
             raise OffsetMismatchError(key, offset, size)
+        if len(parts) >= MAX_APPEND_PARTS:
+            raise TooManyPartsError(f"{key!r} has {len(parts)} parts")
         tmp = self._temp_for(f"{path}/part")
         try:
             f = await self._run(open, tmp, "xb")
@@ -385,7 +389,10 @@ class FilesystemDriver(StorageDriver):
 
     async def read_append(self, key: str) -> AsyncIterator[bytes]:
         for part, _ in self._sealed_parts(key):
-            f = await self._run(open, part, "rb")
+            try:
+                f = await self._run(open, part, "rb")
+            except FileNotFoundError as e:  # ended meanwhile (finished or cancelled by another request)
+                raise PathNotFoundError(key) from e
             try:
                 while chunk := await self._run(f.read, READ_CHUNK):
                     yield chunk

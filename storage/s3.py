@@ -44,6 +44,7 @@ from botocore.exceptions import (
 )
 
 from storage.base import (
+    MAX_APPEND_PARTS,
     AppendSealedError,
     OffsetMismatchError,
     PathNotFoundError,
@@ -51,6 +52,7 @@ from storage.base import (
     StorageDriver,
     StorageError,
     StorageUnavailableError,
+    TooManyPartsError,
 )
 
 T = TypeVar("T")
@@ -523,11 +525,13 @@ class S3Driver(StorageDriver):
         await self._call("put_object", key, Key=self._sidecar(key) + STATE_NAME, Body=b"{}")
 
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
-        _, size, sealed = await self._chain(key)
+        parts, size, sealed = await self._chain(key)
         if sealed:
             raise AppendSealedError(key)
         if size != offset:
             raise OffsetMismatchError(key, offset, size)
+        if len(parts) >= MAX_APPEND_PARTS:
+            raise TooManyPartsError(f"{key!r} has {len(parts)} parts")
         side = self._sidecar(key)
         part = side + _part_name(offset)
         try:

@@ -26,7 +26,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-from storage.base import AppendSealedError, OffsetMismatchError, PathNotFoundError, Stat, StorageDriver
+from storage.base import (
+    AppendSealedError,
+    OffsetMismatchError,
+    PathNotFoundError,
+    Stat,
+    StorageDriver,
+    TooManyPartsError,
+)
 from storage.references import Digest, validate_name, validate_tag
 
 log = logging.getLogger("trustreg.integrity")
@@ -57,6 +64,10 @@ class ManifestBlobUnknownError(StoreError):
 
 class UploadUnknownError(StoreError):
     code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class UploadInvalidError(StoreError):
+    code = "BLOB_UPLOAD_INVALID"
 
 
 class DigestMismatchError(StoreError):
@@ -222,6 +233,8 @@ class RegistryStore:
             raise UploadRangeError(str(e), e.actual) from e
         except (AppendSealedError, PathNotFoundError) as e:
             raise UploadUnknownError(f"upload {upload_id} is finished or cancelled") from e
+        except TooManyPartsError as e:
+            raise UploadInvalidError(f"upload {upload_id} has too many chunks; finish it or start another") from e
         # The part at `size` is this call's alone (committed create-only), so the cache may advance.
         if hasher is not None and state is self._hash_states.get(upload_id) and state.size == size:
             state.size, state.hasher = new_size, hasher
@@ -236,21 +249,24 @@ class RegistryStore:
         except PathNotFoundError as e:
             raise UploadUnknownError(f"unknown upload {upload_id}") from e
         state = self._hash_states.pop(upload_id, None)
-        if state is not None and state.size == size and expected.algorithm == "sha256":
-            actual = state.hasher.hexdigest()
-        else:
-            hasher = expected.hasher()
-            async for chunk in self.driver.read_append(key):
-                hasher.update(chunk)
-            actual = hasher.hexdigest()
-        if actual != expected.hex:
-            await self.cancel_upload(name, upload_id)
-            raise DigestMismatchError(
-                f"upload content has digest {expected.algorithm}:{actual}, not {expected}",
-                {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
-            )
-        if await self.blob_exists_globally(expected) is None:
-            await self.driver.commit_append(key, blob_key(expected))
+        try:
+            if state is not None and state.size == size and expected.algorithm == "sha256":
+                actual = state.hasher.hexdigest()
+            else:
+                hasher = expected.hasher()
+                async for chunk in self.driver.read_append(key):
+                    hasher.update(chunk)
+                actual = hasher.hexdigest()
+            if actual != expected.hex:
+                await self._end_upload(name, upload_id)
+                raise DigestMismatchError(
+                    f"upload content has digest {expected.algorithm}:{actual}, not {expected}",
+                    {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
+                )
+            if await self.blob_exists_globally(expected) is None:
+                await self.driver.commit_append(key, blob_key(expected))
+        except PathNotFoundError as e:  # finished or cancelled meanwhile by another request
+            raise UploadUnknownError(f"upload {upload_id} is finished or cancelled") from e
         await self._end_upload(name, upload_id)
         await self.link_blob(name, expected)
         return BlobInfo(expected, size, blob_key(expected))

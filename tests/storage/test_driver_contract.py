@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage.base import AppendSealedError, OffsetMismatchError, PathNotFoundError, StorageDriver
+from storage.base import AppendSealedError, OffsetMismatchError, PathNotFoundError, StorageDriver, TooManyPartsError
 
 
 async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
@@ -176,6 +176,19 @@ async def test_empty_append_object(driver: StorageDriver) -> None:
     assert await driver.seal_append("e") == 0
     await driver.commit_append("e", "empty")
     assert await driver.get("empty") == b""
+
+
+async def test_appends_per_object_are_bounded(driver: StorageDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every append lists the parts before it: their number is capped (no quadratic work on demand)."""
+    import sys
+
+    monkeypatch.setattr(sys.modules[type(driver).__module__], "MAX_APPEND_PARTS", 3)
+    await driver.start_append("many")
+    for i in range(3):
+        await driver.append("many", chunks_of(b"x"), i)
+    with pytest.raises(TooManyPartsError):
+        await driver.append("many", chunks_of(b"x"), 3)
+    assert await driver.seal_append("many") == 3
 
 
 async def test_two_appends_at_one_offset_land_once(driver: StorageDriver) -> None:
