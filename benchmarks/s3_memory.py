@@ -1,5 +1,5 @@
-"""Memory benchmark of the S3 driver: push a large stream through append + finish, place it by
-server-side move, read it back with read_stream, and check the peak RSS of this process.
+"""Memory benchmark of the S3 driver: push a large stream through append + seal, place it by
+server-side copy (commit_append), read it back with read_stream, and check the peak RSS of this process.
 
 moto's server mode runs in a separate process (tests/s3server.py), so only the driver's memory counts.
 
