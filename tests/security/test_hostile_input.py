@@ -148,6 +148,11 @@ def test_huge_numbers_in_content_range(raw: Raw, content_range: str) -> None:
         + b"f" * 5000 + b"\r\nabc\r\n0\r\n\r\n",  # chunk size beyond any number
         f"PATCH /v2/{REPO}/blobs/uploads/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
         + b"zz\r\nabc\r\n0\r\n\r\n",  # chunk size not hex
+        f"PATCH /v2/{REPO}/blobs/uploads/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n".encode()
+        + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",  # smuggling: both framings
+        f"PUT /v2/{REPO}/manifests/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n".encode()
+        + b"Content-Length: 4\r\n\r\nabcd",  # two lengths
+        b"GET /v2/\xff\xfe/tags/list HTTP/1.1\r\nHost: x\r\n\r\n",  # bytes that are not UTF-8 in the path
     ],
 )
 def test_malformed_http_gets_400_and_one_short_line(raw: Raw, request_bytes: bytes) -> None:

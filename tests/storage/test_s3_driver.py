@@ -122,6 +122,30 @@ async def test_interrupted_multipart_append_leaves_nothing(s3: S3Driver, moto_en
     assert uploads(moto_endpoint, s3_bucket) == []
 
 
+async def test_multipart_append_losing_its_offset_lands_nothing(
+    s3: S3Driver, moto_endpoint: str, s3_bucket: str
+) -> None:
+    """A large append (its own multipart upload) and a small one at the same offset: the small one
+    completes first; the large one's completion is refused (If-None-Match) and its upload aborted."""
+    await s3.start_append("race")
+    release = asyncio.Event()
+
+    async def large() -> AsyncIterator[bytes]:
+        yield os.urandom(17 * MiB)  # one full part uploaded before the wait
+        await release.wait()
+        yield b"end"
+
+    slow = asyncio.create_task(s3.append("race", large(), 0))
+    await asyncio.sleep(1.0)
+    assert await s3.append("race", chunks_of(b"small", 5), 0) == 5
+    release.set()
+    with pytest.raises(OffsetMismatchError):
+        await slow
+    assert uploads(moto_endpoint, s3_bucket) == []
+    await s3.seal_append("race")
+    assert await collect(s3.read_append("race")) == b"small"
+
+
 async def test_part_landing_after_the_session_ended_is_removed(
     s3: S3Driver, moto_endpoint: str, s3_bucket: str
 ) -> None:
