@@ -291,6 +291,7 @@ class FilesystemDriver(StorageDriver):
     # its offset: link(2) fails if the name exists, so one offset takes one part, and no request keeps
     # a handle on a committed part. The seal is an empty part linked at the end: a later append finds
     # its offset taken, and the size never passes it. Abort renames the directory away at once.
+    # Listing the parts costs a stat each, so it runs in the thread pool (their number is capped).
     def _chain(self, path: str, key: str) -> tuple[list[tuple[str, int]], int, bool]:
         """The committed parts (path, size) in order, the size and whether the object is sealed."""
         try:
@@ -327,7 +328,7 @@ class FilesystemDriver(StorageDriver):
 
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
         path = self._path(key)
-        parts, size, sealed = self._chain(path, key)
+        parts, size, sealed = await self._run(self._chain, path, key)
         if sealed:
             raise AppendSealedError(key)
         if size != offset:
@@ -357,7 +358,7 @@ class FilesystemDriver(StorageDriver):
         return offset + written
 
     async def append_size(self, key: str) -> int:
-        return self._chain(self._path(key), key)[1]
+        return (await self._run(self._chain, self._path(key), key))[1]
 
     async def seal_append(self, key: str) -> int:
         path = self._path(key)
