@@ -1,5 +1,5 @@
-"""Memory benchmark of the S3 driver: push a large stream through append + finish, place it by
-server-side move, read it back with read_stream, and check the peak RSS of this process.
+"""Memory benchmark of the S3 driver: push a large stream through append + seal, place it by
+server-side copy (commit_append), read it back with read_stream, and check the peak RSS of this process.
 
 moto's server mode runs in a separate process (tests/s3server.py), so only the driver's memory counts.
 
@@ -85,8 +85,9 @@ async def run(args: argparse.Namespace) -> int:
             while offset < size:
                 n = min(args.patch_mib * MiB, size - offset)
                 offset = await driver.append(key, generate(n, args.chunk_kib * 1024, written), offset)
-            await driver.finish_append(key)
-            await driver.move(key, "blobs/sha256/aa/bench/data")
+            await driver.seal_append(key)
+            await driver.commit_append(key, "blobs/sha256/aa/bench/data")
+            await driver.abort_append(key)
             t1 = time.monotonic()
             got = 0
             async for chunk in driver.read_stream("blobs/sha256/aa/bench/data"):

@@ -51,7 +51,7 @@ CACHE_IMMUTABLE = "public, max-age=2592000, s-maxage=2592000"
 TEXT = "text/plain; charset=utf-8"
 T = TypeVar("T")
 
-_BY_VERSION = re.compile(r"^([0-9]+)\.(.+)\.json$")
+_BY_VERSION = re.compile(r"^([0-9]{1,18})\.(.+)\.json$")  # longer: no such version (and int() refuses 4300+ digits)
 _BY_CHECKSUM = re.compile(r"^(.+)\.([0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})\.json$")
 _CURRENT = re.compile(r"^(.+)\.json$")
 _INT32 = re.compile(r"^[+-]?[0-9]+$")

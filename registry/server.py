@@ -13,14 +13,50 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from registry.handlers.common import SETTINGS
-from registry.middleware import RequestLogger
+from registry.middleware import REQUEST_ID, RequestLogger
 
 log = logging.getLogger("trustreg")
 IN_FLIGHT = web.AppKey("in_flight", list)
 IO_THREADS = 64
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's connection-level logger. A request its HTTP parser refuses (malformed request line,
+    header, Content-Length or chunk size; aiohttp answers 400 and closes) is the client's doing: one
+    short warning line, never a traceback, so unauthenticated clients cannot flood the log."""
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: object) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.logger.warning("%s", _refusal(exc_info, args))
+        else:
+            self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]
+
+    def debug(self, msg: object, *args: object, exc_info: object = None, **kwargs: object) -> None:
+        """aiohttp logs non-HTTP bytes on a fresh connection (scanners, TLS) at debug level."""
+        if isinstance(exc_info, HttpProcessingError):
+            self.logger.debug("%s", _refusal(exc_info, args))
+        else:
+            self.logger.debug(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]
+
+
+def _refusal(exc: HttpProcessingError, args: tuple[object, ...]) -> str:
+    """One short line: who, the status, the first line of the parser's message (client bytes, cut)."""
+    detail = (exc.message or "").strip().splitlines()
+    first = detail[0][:120] if detail else ""
+    return f"malformed request from {args[0] if args else '-'} refused ({exc.code}): {first!r}"
+
+
+class AccessLogger(RequestLogger):
+    """The access log, without the requests the parser refused (they never reached the app, have no
+    route or request id, and were logged once by ProtocolLog)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if REQUEST_ID in request:
+            super().log(request, response, time)
 
 
 @web.middleware
@@ -48,8 +84,9 @@ async def serve_until_signalled(
     )
     runner = web.AppRunner(
         app,
-        access_log_class=RequestLogger,
+        access_log_class=AccessLogger,
         access_log=logging.getLogger("trustreg.access"),  # RequestLogger writes here
+        logger=ProtocolLog(logging.getLogger("aiohttp.server"), {}),  # parser errors: one line each
         handle_signals=False,
         handler_cancellation=True,
         shutdown_timeout=drain_timeout,

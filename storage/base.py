@@ -9,9 +9,11 @@ Rules every driver keeps:
   one, even if the process is killed mid-write.
 - Nothing is buffered whole in memory except objects read with `get` (small metadata only).
 - A missing key raises `PathNotFoundError`; an unreachable backend raises `StorageUnavailableError`.
-- Append objects (upload sessions) are written with `start_append`/`append` and become ordinary
-  objects after `finish_append`; their state lives in the backend, so another process sharing the same
-  backend can continue an append another one began.
+- Append objects (upload sessions) are written with `start_append`/`append`, fenced with `seal_append`
+  and placed with `commit_append`; their state lives in the backend, so another process sharing the
+  same backend can continue an append another one began. Each `append` writes its bytes to a private
+  part and commits it create-only at its offset, so two appends at one offset never both land, a
+  sealed session takes no further part, and no writer ever holds a handle on committed content.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ class OffsetMismatchError(StorageError):
         super().__init__(f"append to {key} at offset {expected}, object has {actual} bytes")
         self.expected = expected
         self.actual = actual
+
+
+MAX_APPEND_PARTS = 10_000  # appends per append object (each append lists the parts before it)
+
+
+class TooManyPartsError(StorageError):
+    """The append object already has MAX_APPEND_PARTS parts."""
+
+
+class AppendSealedError(StorageError):
+    """The append object was sealed (its upload finished): it takes no more bytes."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"append object {key} is sealed")
+        self.key = key
 
 
 class StorageUnavailableError(StorageError):
@@ -133,15 +150,31 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
         """Append a stream at `offset` (must equal the current size, else OffsetMismatchError);
-        returns the new size. Raises PathNotFoundError if no append object exists."""
+        returns the new size. The bytes go to a private part first and are committed create-only at
+        `offset` once complete, so of two appends at one offset at most one lands (the other gets
+        OffsetMismatchError) and a failed stream leaves nothing. Raises AppendSealedError once the
+        object is sealed, TooManyPartsError past MAX_APPEND_PARTS appends and PathNotFoundError if no
+        append object exists."""
 
     @abc.abstractmethod
     async def append_size(self, key: str) -> int:
-        """Bytes appended so far; raises PathNotFoundError if no append object exists."""
+        """Bytes committed so far; raises PathNotFoundError if no append object exists."""
 
     @abc.abstractmethod
-    async def finish_append(self, key: str) -> None:
-        """Turn the append object into an ordinary object at the same key (readable, movable)."""
+    async def seal_append(self, key: str) -> int:
+        """Fence the append object: no append commits after this returns, in this process or any
+        other sharing the backend (the seal is itself committed create-only at the end). Returns the
+        final size; sealing twice is harmless. Raises PathNotFoundError if no append object exists."""
+
+    @abc.abstractmethod
+    def read_append(self, key: str) -> AsyncIterator[bytes]:
+        """Stream the committed content of a sealed append object."""
+
+    @abc.abstractmethod
+    async def commit_append(self, key: str, dst: str) -> None:
+        """Atomically place the content of a sealed append object at `dst`, as a new object no
+        writer holds (a `dst` that already exists is kept as it is). The append object remains
+        until `abort_append`."""
 
     @abc.abstractmethod
     async def abort_append(self, key: str) -> None:

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from storage.base import (
+    MAX_APPEND_PARTS,
+    AppendSealedError,
     OffsetMismatchError,
     PathNotFoundError,
     Stat,
@@ -26,6 +28,7 @@ from storage.base import (
     StorageError,
     StorageFullError,
     StorageUnavailableError,
+    TooManyPartsError,
 )
 
 T = TypeVar("T")
@@ -283,44 +286,156 @@ class FilesystemDriver(StorageDriver):
         await self._run(remove)
 
     # --- append objects ------------------------------------------------------------------------
+    # An append object is a directory of parts, each named by its start offset (20 digits). An append
+    # streams into a private temp file there, fsyncs and closes it, then hard-links it to the name of
+    # its offset: link(2) fails if the name exists, so one offset takes one part, and no request keeps
+    # a handle on a committed part. The seal is an empty part linked at the end: a later append finds
+    # its offset taken, and the size never passes it. Abort renames the directory away at once.
+    # Listing the parts costs a stat each, so it runs in the thread pool (their number is capped).
+    def _chain(self, path: str, key: str) -> tuple[list[tuple[str, int]], int, bool]:
+        """The committed parts (path, size) in order, the size and whether the object is sealed."""
+        try:
+            names = sorted(n for n in os.listdir(path) if n.isdigit())
+            parts: list[tuple[str, int]] = []
+            size = 0
+            for name in names:
+                if int(name) != size:
+                    continue  # not on the chain (cannot happen: parts are committed at the end only)
+                part = f"{path}/{name}"
+                n = os.stat(part).st_size
+                if n == 0:
+                    return parts, size, True
+                parts.append((part, n))
+                size += n
+            return parts, size, False
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise PathNotFoundError(key) from e
+
+    def _link_part(self, tmp: str, path: str, offset: int, key: str) -> None:
+        """Commit `tmp` as the part at `offset`, create-only."""
+        try:
+            os.link(tmp, f"{path}/{offset:020d}")
+        except FileExistsError:
+            _, size, sealed = self._chain(path, key)
+            raise AppendSealedError(key) if sealed else OffsetMismatchError(key, offset, size) from None
+        except FileNotFoundError as e:
+            raise PathNotFoundError(key) from e
+
     async def start_append(self, key: str) -> None:
         path = self._path(key)
-
-        def create() -> None:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                os.fsync(f.fileno())
-
-        await self._run(create)
+        await self.delete(key)
+        await self._run(os.makedirs, path)
 
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
         path = self._path(key)
+        parts, size, sealed = await self._run(self._chain, path, key)
+        if sealed:
+            raise AppendSealedError(key)
+        if size != offset:
+            raise OffsetMismatchError(key, offset, size)
+        if len(parts) >= MAX_APPEND_PARTS:
+            raise TooManyPartsError(f"{key!r} has {len(parts)} parts")
+        tmp = self._temp_for(f"{path}/part")
         try:
-            f = await self._run(open, path, "r+b")
-        except FileNotFoundError as e:
+            f = await self._run(open, tmp, "xb")
+        except (FileNotFoundError, NotADirectoryError) as e:
             raise PathNotFoundError(key) from e
+        written = 0
         try:
-            size = f.seek(0, os.SEEK_END)
-            if size != offset:
-                raise OffsetMismatchError(key, offset, size)
             try:
                 async for chunk in chunks:
                     await self._run(f.write, chunk)
-                    size += len(chunk)
-                await self._run(_flush_and_sync, f)
-            except BaseException:
-                # Never leave a partial chunk behind: cut back to the last good size.
-                f.truncate(offset)
-                raise
-            return size
+                    written += len(chunk)
+                if written:
+                    await self._run(_flush_and_sync, f)
+            finally:
+                f.close()
+            if written:
+                await self._run(self._link_part, tmp, path, offset, key)
+                await self._run(_fsync_dir, path)
         finally:
-            f.close()
+            _unlink_quietly(tmp)
+        return offset + written
 
     async def append_size(self, key: str) -> int:
-        return (await self.stat(key)).size
+        return (await self._run(self._chain, self._path(key), key))[1]
 
-    async def finish_append(self, key: str) -> None:
-        await self.stat(key)
+    async def seal_append(self, key: str) -> int:
+        path = self._path(key)
+
+        def seal() -> int:
+            while True:
+                _, size, sealed = self._chain(path, key)
+                if sealed:
+                    return size
+                tmp = self._temp_for(f"{path}/seal")
+                try:
+                    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+                    os.link(tmp, f"{path}/{size:020d}")
+                    return size
+                except FileExistsError:
+                    continue  # an append landed first: seal after it
+                except FileNotFoundError as e:
+                    raise PathNotFoundError(key) from e
+                finally:
+                    _unlink_quietly(tmp)
+
+        return await self._run(seal)
+
+    def _sealed_parts(self, key: str) -> list[tuple[str, int]]:
+        parts, _, sealed = self._chain(self._path(key), key)
+        if not sealed:
+            raise StorageError(f"append object {key!r} is not sealed")
+        return parts
+
+    async def read_append(self, key: str) -> AsyncIterator[bytes]:
+        for part, _ in self._sealed_parts(key):
+            try:
+                f = await self._run(open, part, "rb")
+            except FileNotFoundError as e:  # ended meanwhile (finished or cancelled by another request)
+                raise PathNotFoundError(key) from e
+            try:
+                while chunk := await self._run(f.read, READ_CHUNK):
+                    yield chunk
+            finally:
+                f.close()
+
+    async def commit_append(self, key: str, dst: str) -> None:
+        """One part is hard-linked into place (no copy); several are concatenated in the kernel
+        (copy_file_range) into a temp file that is then linked. Either way create-only."""
+        target = self._path(dst)
+
+        def commit() -> None:
+            parts = self._sealed_parts(key)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if len(parts) == 1:
+                try:
+                    os.link(parts[0][0], target)
+                except FileExistsError:
+                    return
+            else:
+                tmp = self._temp_for(target)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                try:
+                    try:
+                        for part, size in parts:
+                            _copy_into(part, size, fd)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    try:
+                        os.link(tmp, target)
+                    except FileExistsError:
+                        return
+                finally:
+                    _unlink_quietly(tmp)
+            os.utime(target)  # the blob's age starts now (the garbage collector's grace period)
+            _fsync_dir(os.path.dirname(target))
+
+        try:
+            await self._run(commit)
+        except FileNotFoundError as e:
+            raise PathNotFoundError(key) from e
 
     async def abort_append(self, key: str) -> None:
         await self.delete(key)
@@ -343,6 +458,27 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _copy_into(path: str, size: int, fd: int) -> None:
+    """Append `size` bytes of the file at `path` to `fd` (in the kernel where it can)."""
+    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        left = size
+        while left:
+            try:
+                n = os.copy_file_range(src, fd, left)
+            except OSError as e:  # a filesystem without it (EXDEV, ENOSYS, EINVAL): plain copy
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                data = os.read(src, min(left, READ_CHUNK))
+                _write_all(fd, data)
+                n = len(data)
+            if n == 0:
+                raise StorageError(f"part {path} is shorter than its {size} bytes")
+            left -= n
+    finally:
+        os.close(src)
 
 
 def _flush_and_sync(f) -> None:  # type: ignore[no-untyped-def]

@@ -101,9 +101,18 @@ class InstrumentedDriver(StorageDriver):
         with self._timed("append_size"):
             return await self.inner.append_size(key)
 
-    async def finish_append(self, key: str) -> None:
-        with self._timed("finish_append"):
-            await self.inner.finish_append(key)
+    async def seal_append(self, key: str) -> int:
+        with self._timed("seal_append"):
+            return await self.inner.seal_append(key)
+
+    async def read_append(self, key: str) -> AsyncIterator[bytes]:
+        with self._timed("read_append"):
+            async for chunk in self.inner.read_append(key):
+                yield chunk
+
+    async def commit_append(self, key: str, dst: str) -> None:
+        with self._timed("commit_append"):
+            await self.inner.commit_append(key, dst)
 
     async def abort_append(self, key: str) -> None:
         with self._timed("abort_append"):

@@ -7,30 +7,29 @@ throttling, 5xx and transient network errors).
 Append objects (upload sessions) keep their state in the bucket so any process sharing it can continue
 them. For key `dir/name` the hidden sidecar `dir/.trustreg-append-name/` holds:
 
-- `state.json`: multipart upload id, the completed parts (number, ETag, size), total size and the name
-  of the current tail object;
-- `tail-<hex>`: the bytes after the last full part (< part size, since S3 parts but the last must be
-  at least 5 MiB), rewritten under a fresh name at the end of each `append` so a crash between writing
-  the tail and the state never pairs a state with the wrong tail.
+- `state.json`: the session exists (created by `start_append`, removed first when it ends);
+- `part-<offset, 20 digits>`: the bytes one `append` received, written whole (one PUT, or a multipart
+  upload of its own) and created with `If-None-Match: *`, so of two appends at one offset at most one
+  lands and no writer can touch a part once it exists;
+- the seal: an empty part created (create-only too) at the end by `seal_append`; an append that
+  commits after it finds its offset taken, and the current size never passes it.
 
-An `append` buffers at most one part in memory: the stored tail plus the incoming bytes, uploaded as a
-part whenever `part_size` bytes are collected. `finish_append` completes the multipart upload in place
-with the tail as the last part (server-side UploadPartCopy), or copies the tail to the key when no part
-was ever uploaded; bytes never travel back through Python. An append that fails mid-stream leaves the
-state as it was (all or nothing, like the filesystem driver). `list` and `walk` show an append object
-under its own name, as the filesystem driver does.
+`commit_append` copies the parts server-side (one part: CopyObject; parts that all but the last reach
+S3's 5 MiB minimum: UploadPartCopy) or, for many small parts, streams them into a new object with at
+most one part buffered. A part that lands after its session ended (the state is gone) is deleted by
+its writer, who gets an error. `list` and `walk` show an append object under its own name, as the
+filesystem driver does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import math
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
@@ -45,12 +44,15 @@ from botocore.exceptions import (
 )
 
 from storage.base import (
+    MAX_APPEND_PARTS,
+    AppendSealedError,
     OffsetMismatchError,
     PathNotFoundError,
     Stat,
     StorageDriver,
     StorageError,
     StorageUnavailableError,
+    TooManyPartsError,
 )
 
 T = TypeVar("T")
@@ -70,6 +72,7 @@ REDIRECT_EXPIRY = 20 * 60
 RESERVED = ".trustreg-"  # no key component may start with this
 APPEND_MARKER = RESERVED + "append-"
 STATE_NAME = "state.json"
+PART_PREFIX = "part-"
 
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}  # NoSuchUpload: append object gone
 ACCESS_CODES = {
@@ -83,34 +86,6 @@ ACCESS_CODES = {
     "403",
 }
 UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
-
-
-@dataclass
-class _AppendState:
-    """What `state.json` holds for one append object."""
-
-    upload_id: str | None = None
-    parts: list[dict[str, Any]] = field(default_factory=list)  # {"n": int, "etag": str, "size": int}
-    size: int = 0
-    tail: str | None = None  # name of the tail object inside the sidecar
-    tail_size: int = 0
-
-    def dumps(self) -> bytes:
-        return json.dumps(
-            {
-                "version": 1,
-                "upload_id": self.upload_id,
-                "parts": self.parts,
-                "size": self.size,
-                "tail": self.tail,
-                "tail_size": self.tail_size,
-            }
-        ).encode()
-
-    @classmethod
-    def loads(cls, data: bytes) -> _AppendState:
-        d = json.loads(data)
-        return cls(d["upload_id"], list(d["parts"]), int(d["size"]), d["tail"], int(d["tail_size"]))
 
 
 class S3Driver(StorageDriver):
@@ -320,24 +295,21 @@ class S3Driver(StorageDriver):
         await self._call("put_object", key, Key=self._full(key), Body=data)
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
-        """S3 conditional write (`If-None-Match: *`): 412 PreconditionFailed if the key exists; a 409
-        ConditionalRequestConflict (a concurrent conditional write in flight) is retried."""
-        for attempt in range(3):
-            try:
-                await self._call("put_object", key, Key=self._full(key), Body=data, IfNoneMatch="*")
-                return True
-            except StorageError as e:
-                cause = e.__cause__
-                code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
-                if code == "PreconditionFailed":
-                    return False
-                if code != "ConditionalRequestConflict" or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        """S3 conditional write (`If-None-Match: *`): 412 PreconditionFailed if the key exists."""
+        try:
+            await self._conditional("put_object", key, Key=self._full(key), Body=data, IfNoneMatch="*")
+        except _Exists:
+            return False
+        return True
 
     # --- streams -------------------------------------------------------------------------------
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        full = self._full(key)
+        return await self._write_stream(self._full(key), key, chunks)
+
+    async def _write_stream(self, full: str, key: str, chunks: AsyncIterable[bytes], create_only: bool = False) -> int:
+        """Write a stream to the S3 key `full` (one PUT, or a multipart upload for more than a part);
+        with `create_only`, raise _Exists (and write nothing) if an object is already there."""
+        condition = {"IfNoneMatch": "*"} if create_only else {}
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         written = 0
@@ -345,7 +317,7 @@ class S3Driver(StorageDriver):
             async for part in _parts_of(chunks, self.part_size, b""):
                 written = part.total
                 if part.final and upload_id is None:
-                    await self._call("put_object", key, Key=full, Body=part.data)
+                    await self._conditional("put_object", key, Key=full, Body=part.data, **condition)
                     return written
                 if part.final and not part.data:
                     break
@@ -358,14 +330,33 @@ class S3Driver(StorageDriver):
                 resp = await self._call("upload_part", key, Key=full, UploadId=upload_id, PartNumber=n, Body=part.data)
                 parts.append({"PartNumber": n, "ETag": resp["ETag"]})
             assert upload_id is not None
-            await self._call(
-                "complete_multipart_upload", key, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            await self._conditional(
+                "complete_multipart_upload",
+                key,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **condition,
             )
             return written
         except BaseException:
             if upload_id is not None:
                 await self._abort_quietly(full, upload_id)
             raise
+
+    async def _conditional(self, op: str, key: str, **kwargs: Any) -> Any:
+        """An S3 call that may carry `IfNoneMatch`: 412 PreconditionFailed raises _Exists; a 409
+        ConditionalRequestConflict (a concurrent conditional write in flight) is retried."""
+        for attempt in range(3):
+            try:
+                return await self._call(op, key, **kwargs)
+            except StorageError as e:
+                code = _error_code(e)
+                if code == "PreconditionFailed":
+                    raise _Exists(key) from e
+                if code != "ConditionalRequestConflict" or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _abort_quietly(self, full: str, upload_id: str) -> None:
         try:
@@ -444,14 +435,17 @@ class S3Driver(StorageDriver):
                 yield logical
 
     async def move(self, src: str, dst: str) -> None:
-        s, d = self._full(src), self._full(dst)
-        size = (await self.stat(src)).size
-        source = {"Bucket": self.bucket, "Key": s}
-        if size <= self.copy_threshold:
-            await self._call("copy_object", src, Key=d, CopySource=source)
-        else:
-            await self._multipart_copy(src, source, d, size)
+        s = self._full(src)
+        await self._copy(s, self._full(dst), (await self.stat(src)).size, src)
         await self._call("delete_object", src, Key=s)
+
+    async def _copy(self, src: str, dst: str, size: int, key: str) -> None:
+        """Server-side copy of the S3 key `src` (of `size` bytes) to `dst`."""
+        source = {"Bucket": self.bucket, "Key": src}
+        if size <= self.copy_threshold:
+            await self._call("copy_object", key, Key=dst, CopySource=source)
+        else:
+            await self._multipart_copy(key, source, dst, size)
 
     async def _multipart_copy(self, src: str, source: dict[str, str], dst: str, size: int) -> None:
         part = max(self.copy_part_size, math.ceil(size / MAX_PARTS))
@@ -485,15 +479,36 @@ class S3Driver(StorageDriver):
             prefixes.append(self._sidecar(key))
             await self._run(self._delete_batch, [self._full(key)], key=key)
         for prefix in prefixes:
-            async for page in self._iter_keys(prefix):
-                for s3_key in page:
-                    if s3_key.endswith("/" + STATE_NAME) and APPEND_MARKER in s3_key:
-                        await self._abort_from_state(s3_key)
-                await self._run(self._delete_batch, page, key=key)
+            await self._delete_prefix(prefix, key)
 
     # --- append objects ------------------------------------------------------------------------
-    async def _load_state(self, key: str) -> _AppendState:
-        return _AppendState.loads(await self._get_raw(self._sidecar(key) + STATE_NAME, key))
+    async def _chain(self, key: str) -> tuple[list[tuple[str, int]], int, bool]:
+        """The committed parts (S3 key, size) in order, the size and whether the object is sealed."""
+        side = self._sidecar(key)
+
+        def collect() -> dict[str, int]:
+            found: dict[str, int] = {}
+            token: str | None = None
+            while True:
+                page = self._list_page(side, token, False)
+                found.update({o["Key"][len(side) :]: int(o["Size"]) for o in page.get("Contents", [])})
+                if not page.get("IsTruncated"):
+                    return found
+                token = page["NextContinuationToken"]
+
+        found = await self._run(collect, key=key)
+        if STATE_NAME not in found:
+            raise PathNotFoundError(key)
+        parts: list[tuple[str, int]] = []
+        size = 0
+        for name in sorted(n for n in found if n.startswith(PART_PREFIX)):
+            if name != _part_name(size):
+                continue  # not on the chain (cannot happen: parts are committed at the end only)
+            if found[name] == 0:
+                return parts, size, True
+            parts.append((side + name, found[name]))
+            size += found[name]
+        return parts, size, False
 
     async def _get_raw(self, s3_key: str, key: str) -> bytes:
         def read() -> bytes:
@@ -505,150 +520,116 @@ class S3Driver(StorageDriver):
 
         return await self._run(read, key=key)
 
-    async def _abort_from_state(self, state_key: str) -> None:
-        try:
-            state = _AppendState.loads(await self._get_raw(state_key, state_key))
-        except (PathNotFoundError, ValueError, KeyError):
-            return
-        if state.upload_id:
-            await self._abort_upload(state_key, state.upload_id)
-
-    async def _abort_upload(self, state_key: str, upload_id: str) -> None:
-        target = state_key[: -len("/" + STATE_NAME)]
-        head, _, marker = target.rpartition("/")
-        full = (head + "/" if head else "") + marker[len(APPEND_MARKER) :]
-        try:
-            await self._call("abort_multipart_upload", full, Key=full, UploadId=upload_id)
-        except StorageError as e:
-            cause = e.__cause__
-            if not (isinstance(cause, ClientError) and cause.response["Error"].get("Code") == "NoSuchUpload"):
-                raise
-
     async def start_append(self, key: str) -> None:
-        side = self._sidecar(key)
-        try:
-            old = await self._load_state(key)
-        except PathNotFoundError:
-            old = None
-        if old is not None:
-            await self.abort_append(key)
-        await self._call("put_object", key, Key=side + STATE_NAME, Body=_AppendState().dumps())
+        await self.abort_append(key)
+        await self._call("put_object", key, Key=self._sidecar(key) + STATE_NAME, Body=b"{}")
 
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
-        full, side = self._full(key), self._sidecar(key)
-        state = await self._load_state(key)
-        if state.size != offset:
-            raise OffsetMismatchError(key, offset, state.size)
-        old_tail = b""
-        if state.tail:
-            old_tail = await self._get_raw(side + state.tail, key)
-            if len(old_tail) != state.tail_size:
-                raise StorageError(f"append state of {key!r} is inconsistent (tail has {len(old_tail)} bytes)")
-        upload_id, created = state.upload_id, False
-        parts = list(state.parts)
-        size = offset - len(old_tail)  # bytes in completed parts
-        tail, received = bytearray(), 0
-        parts_iter = _parts_of(chunks, self.part_size, old_tail)
-        del old_tail
+        parts, size, sealed = await self._chain(key)
+        if sealed:
+            raise AppendSealedError(key)
+        if size != offset:
+            raise OffsetMismatchError(key, offset, size)
+        if len(parts) >= MAX_APPEND_PARTS:
+            raise TooManyPartsError(f"{key!r} has {len(parts)} parts")
+        side = self._sidecar(key)
+        part = side + _part_name(offset)
         try:
-            async for part in parts_iter:
-                if part.final:
-                    tail, received = part.data, part.total
-                    continue
-                if upload_id is None:
-                    resp = await self._call("create_multipart_upload", key, Key=full)
-                    upload_id, created = resp["UploadId"], True
-                if len(parts) >= MAX_PARTS - 1:  # keep one part number for the tail
-                    raise StorageError(f"{key!r} needs more than {MAX_PARTS} parts of {self.part_size} bytes")
-                n = len(parts) + 1
-                resp = await self._call("upload_part", key, Key=full, UploadId=upload_id, PartNumber=n, Body=part.data)
-                parts.append({"n": n, "etag": resp["ETag"], "size": len(part.data)})
-                size += len(part.data)
-            if received == 0 and len(parts) == len(state.parts):
-                return state.size  # nothing arrived: keep the stored tail and state as they are
-            new = _AppendState(upload_id, parts, size + len(tail), None, len(tail))
-            if tail:
-                new.tail = f"tail-{uuid.uuid4().hex}"
-                await self._call("put_object", key, Key=side + new.tail, Body=tail)
-            await self._call("put_object", key, Key=side + STATE_NAME, Body=new.dumps())
-        except BaseException:
-            # Parts this call uploaded to an existing upload are left out of the state: later appends
-            # overwrite their numbers and completion only names the parts in the state. An upload this
-            # call created is not in any state yet, so it is aborted here.
-            if created and upload_id is not None:
-                await self._abort_quietly(full, upload_id)
+            written = await self._write_stream(part, key, _non_empty(chunks), create_only=True)
+        except _Exists:
+            _, size, sealed = await self._chain(key)
+            raise AppendSealedError(key) if sealed else OffsetMismatchError(key, offset, size) from None
+        except _Empty:
+            return offset
+        try:  # the session may have ended while the part was written: then the part is not ours to keep
+            await self._call("head_object", key, Key=side + STATE_NAME)
+        except PathNotFoundError:
+            await self._run(self._delete_batch, [part], key=key)
             raise
-        if state.tail and state.tail != new.tail:
-            try:
-                await self._run(self._delete_batch, [side + state.tail], key=key)
-            except StorageError:
-                pass  # a stray old tail is removed with the sidecar by finish/abort/delete
-        return new.size
+        return offset + written
 
     async def append_size(self, key: str) -> int:
-        try:
-            return (await self._load_state(key)).size
-        except PathNotFoundError:
-            # A finished append object is an ordinary object (as on the filesystem driver).
-            return (await self.stat(key)).size
+        return (await self._chain(key))[1]
 
-    async def finish_append(self, key: str) -> None:
-        full, side = self._full(key), self._sidecar(key)
-        try:
-            state = await self._load_state(key)
-        except PathNotFoundError:
-            await self.stat(key)  # already finished (or never started: PathNotFoundError)
-            return
-        if state.upload_id is None:
-            if state.tail:
-                await self._call(
-                    "copy_object", key, Key=full, CopySource={"Bucket": self.bucket, "Key": side + state.tail}
+    async def seal_append(self, key: str) -> int:
+        while True:
+            _, size, sealed = await self._chain(key)
+            if sealed:
+                return size
+            try:
+                await self._conditional(
+                    "put_object", key, Key=self._sidecar(key) + _part_name(size), Body=b"", IfNoneMatch="*"
                 )
-            else:
-                await self._call("put_object", key, Key=full, Body=b"")
+                return size
+            except _Exists:
+                continue  # an append landed first: seal after it
+
+    async def _sealed_parts(self, key: str) -> list[tuple[str, int]]:
+        parts, _, sealed = await self._chain(key)
+        if not sealed:
+            raise StorageError(f"append object {key!r} is not sealed")
+        return parts
+
+    async def read_append(self, key: str) -> AsyncIterator[bytes]:
+        for part, _ in await self._sealed_parts(key):
+            resp = await self._call("get_object", key, Key=part)
+            body = resp["Body"]
+            try:
+                while chunk := await self._run(body.read, READ_CHUNK, key=key):
+                    yield chunk
+            finally:
+                body.close()
+
+    async def commit_append(self, key: str, dst: str) -> None:
+        parts = await self._sealed_parts(key)
+        full = self._full(dst)
+        try:
+            await self.stat(dst)
+            return
+        except PathNotFoundError:
+            pass
+        if not parts:
+            await self._call("put_object", dst, Key=full, Body=b"")
+        elif len(parts) == 1:
+            await self._copy(parts[0][0], full, parts[0][1], key)
+        elif len(parts) <= MAX_PARTS and all(
+            MIN_PART_SIZE <= n <= self.copy_threshold for _, n in parts[:-1]
+        ) and parts[-1][1] <= self.copy_threshold:
+            await self._copy_parts(parts, full, key)
         else:
-            parts = [{"PartNumber": p["n"], "ETag": p["etag"]} for p in state.parts]
-            if state.tail:
-                n = len(parts) + 1
+            await self._write_stream(full, dst, self.read_append(key))
+
+    async def _copy_parts(self, parts: list[tuple[str, int]], full: str, key: str) -> None:
+        """Concatenate parts server-side: one UploadPartCopy per part."""
+        upload_id = (await self._call("create_multipart_upload", key, Key=full))["UploadId"]
+        try:
+            copied = []
+            for n, (part, _) in enumerate(parts, start=1):
                 r = await self._call(
                     "upload_part_copy",
                     key,
                     Key=full,
-                    UploadId=state.upload_id,
+                    UploadId=upload_id,
                     PartNumber=n,
-                    CopySource={"Bucket": self.bucket, "Key": side + state.tail},
+                    CopySource={"Bucket": self.bucket, "Key": part},
                 )
-                parts.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
-            try:
-                await self._call(
-                    "complete_multipart_upload",
-                    key,
-                    Key=full,
-                    UploadId=state.upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-            except StorageError as e:
-                # Completed by an earlier finish that died before removing the state?
-                cause = e.__cause__
-                code = cause.response["Error"].get("Code") if isinstance(cause, ClientError) else None
-                if code != "NoSuchUpload" or (await self.stat(key)).size != state.size:
-                    raise
-        await self._delete_prefix(side, key)
+                copied.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
+            await self._call(
+                "complete_multipart_upload", key, Key=full, UploadId=upload_id, MultipartUpload={"Parts": copied}
+            )
+        except BaseException:
+            await self._abort_quietly(full, upload_id)
+            raise
 
     async def _delete_prefix(self, prefix: str, key: str) -> None:
         async for page in self._iter_keys(prefix):
             await self._run(self._delete_batch, page, key=key)
 
     async def abort_append(self, key: str) -> None:
+        """The state goes first: a part committed after that is deleted by its own writer."""
         side = self._sidecar(key)
-        try:
-            state = await self._load_state(key)
-        except PathNotFoundError:
-            state = None
-        if state is not None and state.upload_id:
-            await self._abort_upload(side + STATE_NAME, state.upload_id)
+        await self._run(self._delete_batch, [side + STATE_NAME], key=key)
         await self._delete_prefix(side, key)
-        await self._run(self._delete_batch, [self._full(key)], key=key)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def check(self) -> None:
@@ -665,6 +646,34 @@ class S3Driver(StorageDriver):
         self._pool.shutdown(wait=False, cancel_futures=True)
         for client in (self._client, self._probe_client):
             client.close()
+
+
+class _Exists(StorageError):
+    """A create-only write found an object in place."""
+
+
+class _Empty(Exception):
+    """The stream had no bytes."""
+
+
+def _error_code(e: BaseException) -> str | None:
+    cause = e.__cause__
+    return cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+
+
+def _part_name(offset: int) -> str:
+    return f"{PART_PREFIX}{offset:020d}"
+
+
+async def _non_empty(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The stream, or _Empty before anything is written if it has no bytes."""
+    empty = True
+    async for chunk in chunks:
+        if chunk:
+            empty = False
+            yield chunk
+    if empty:
+        raise _Empty
 
 
 @dataclass

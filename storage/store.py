@@ -19,14 +19,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from storage.base import OffsetMismatchError, PathNotFoundError, Stat, StorageDriver
+from storage.base import (
+    AppendSealedError,
+    OffsetMismatchError,
+    PathNotFoundError,
+    Stat,
+    StorageDriver,
+    TooManyPartsError,
+)
 from storage.references import Digest, validate_name, validate_tag
+
+log = logging.getLogger("trustreg.integrity")
 
 
 class StoreError(Exception):
@@ -54,6 +64,10 @@ class ManifestBlobUnknownError(StoreError):
 
 class UploadUnknownError(StoreError):
     code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class UploadInvalidError(StoreError):
+    code = "BLOB_UPLOAD_INVALID"
 
 
 class DigestMismatchError(StoreError):
@@ -84,13 +98,30 @@ class Manifest:
     body: bytes
 
 
+class IntegrityError(StoreError):
+    """Stored content does not hash to its digest: it is never served (500, logged)."""
+
+    code = "UNKNOWN"
+
+
 @dataclass
 class _HashState:
-    """In-process running hash of an upload; a cache, with re-reading the upload as fallback."""
+    """In-process running hash of an upload's first `size` bytes; a cache, with re-reading the
+    upload as fallback. Only the append that committed the part at `size` advances it."""
 
     size: int
     hasher: hashlib._Hash
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def verify_content(digest: Digest, body: bytes) -> None:
+    """Raise IntegrityError unless `body` hashes to `digest` (manifests are small: hashed on load)."""
+    hasher = digest.hasher()
+    hasher.update(body)
+    if hasher.hexdigest() != digest.hex:
+        raise IntegrityError(
+            f"stored content of {digest} does not match its digest",
+            {"digest": str(digest)},
+        )
 
 
 def blob_key(digest: Digest) -> str:
@@ -181,74 +212,79 @@ class RegistryStore:
     async def append_upload(
         self, name: str, upload_id: str, chunks: AsyncIterable[bytes], start: int | None = None
     ) -> int:
-        """Append a chunk stream; `start` (from Content-Range) must equal the current size."""
+        """Append a chunk stream; `start` (from Content-Range) must equal the current size. The chunk
+        lands whole or not at all, and never once the upload is finished or cancelled."""
         key = f"{self._upload_key(name, upload_id)}/data"
         size = await self.upload_size(name, upload_id)
         if start is not None and start != size:
             raise UploadRangeError(f"chunk starts at {start}, upload has {size} bytes", size)
         state = self._hash_states.get(upload_id)
-        if state is not None and state.size != size:
-            state = None
-            self._hash_states.pop(upload_id, None)
+        hasher = state.hasher.copy() if state is not None and state.size == size else None
 
         async def hashed(it: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
             async for chunk in it:
-                if state is not None:
-                    state.hasher.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
                 yield chunk
 
-        if state is not None:
-            async with state.lock:
-                try:
-                    new_size = await self.driver.append(key, hashed(chunks), size)
-                except BaseException:
-                    self._hash_states.pop(upload_id, None)
-                    raise
-                state.size = new_size
-        else:
-            try:
-                new_size = await self.driver.append(key, chunks, size)
-            except OffsetMismatchError as e:
-                raise UploadRangeError(str(e), e.actual) from e
+        try:
+            new_size = await self.driver.append(key, hashed(chunks), size)
+        except OffsetMismatchError as e:
+            raise UploadRangeError(str(e), e.actual) from e
+        except (AppendSealedError, PathNotFoundError) as e:
+            raise UploadUnknownError(f"upload {upload_id} is finished or cancelled") from e
+        except TooManyPartsError as e:
+            raise UploadInvalidError(f"upload {upload_id} has too many chunks; finish it or start another") from e
+        # The part at `size` is this call's alone (committed create-only), so the cache may advance.
+        if hasher is not None and state is self._hash_states.get(upload_id) and state.size == size:
+            state.size, state.hasher = new_size, hasher
         return new_size
 
     async def finish_upload(self, name: str, upload_id: str, expected: Digest) -> BlobInfo:
-        """Verify the upload against `expected` and place it as a blob linked into `name`."""
+        """Seal the upload (no chunk lands after this), verify it against `expected` and place it as
+        a new blob linked into `name`. An existing blob is never rewritten."""
         key = f"{self._upload_key(name, upload_id)}/data"
-        size = await self.upload_size(name, upload_id)
-        await self.driver.finish_append(key)
+        try:
+            size = await self.driver.seal_append(key)
+        except PathNotFoundError as e:
+            raise UploadUnknownError(f"unknown upload {upload_id}") from e
         state = self._hash_states.pop(upload_id, None)
-        if state is not None and state.size == size and expected.algorithm == "sha256":
-            actual = state.hasher.hexdigest()
-        else:
-            hasher = expected.hasher()
-            async for chunk in self.driver.read_stream(key):
-                hasher.update(chunk)
-            actual = hasher.hexdigest()
-        if actual != expected.hex:
-            await self.cancel_upload(name, upload_id)
-            raise DigestMismatchError(
-                f"upload content has digest {expected.algorithm}:{actual}, not {expected}",
-                {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
-            )
-        if await self.blob_exists_globally(expected) is None:
-            await self.driver.move(key, blob_key(expected))
-        await self.driver.delete(self._upload_key(name, upload_id))
-        await self.driver.delete(f"uploads/{upload_id}")
+        try:
+            if state is not None and state.size == size and expected.algorithm == "sha256":
+                actual = state.hasher.hexdigest()
+            else:
+                hasher = expected.hasher()
+                async for chunk in self.driver.read_append(key):
+                    hasher.update(chunk)
+                actual = hasher.hexdigest()
+            if actual != expected.hex:
+                await self._end_upload(name, upload_id)
+                raise DigestMismatchError(
+                    f"upload content has digest {expected.algorithm}:{actual}, not {expected}",
+                    {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
+                )
+            if await self.blob_exists_globally(expected) is None:
+                await self.driver.commit_append(key, blob_key(expected))
+        except PathNotFoundError as e:  # finished or cancelled meanwhile by another request
+            raise UploadUnknownError(f"upload {upload_id} is finished or cancelled") from e
+        await self._end_upload(name, upload_id)
         await self.link_blob(name, expected)
         return BlobInfo(expected, size, blob_key(expected))
+
+    async def _end_upload(self, name: str, upload_id: str) -> None:
+        key = self._upload_key(name, upload_id)
+        self._hash_states.pop(upload_id, None)
+        await self.driver.abort_append(f"{key}/data")
+        await self.driver.delete(key)
+        await self.driver.delete(f"uploads/{upload_id}")
 
     async def open_uploads(self) -> int:
         """How many upload sessions are open, across every process sharing this storage."""
         return len(await self.driver.list("uploads"))
 
     async def cancel_upload(self, name: str, upload_id: str) -> None:
-        key = self._upload_key(name, upload_id)
         await self.upload_size(name, upload_id)
-        self._hash_states.pop(upload_id, None)
-        await self.driver.abort_append(f"{key}/data")
-        await self.driver.delete(key)
-        await self.driver.delete(f"uploads/{upload_id}")
+        await self._end_upload(name, upload_id)
 
     async def put_blob(self, name: str, chunks: AsyncIterable[bytes], expected: Digest) -> BlobInfo:
         """Monolithic upload: stream, verify, place. Nothing is stored if the digest differs."""
@@ -338,6 +374,11 @@ class RegistryStore:
                 body = await self.driver.get(blob_key(digest))
             except PathNotFoundError as e:
                 raise ManifestUnknownError(f"manifest {digest} content is missing") from e
+            try:
+                verify_content(digest, body)
+            except IntegrityError:
+                log.error("integrity error: stored manifest %s does not hash to its digest; not served", digest)
+                raise
             self._remember_manifest(digest, body)
         else:
             self._manifest_cache.move_to_end(str(digest))
@@ -400,7 +441,7 @@ class RegistryStore:
             subject = json.loads((await self.get_manifest(name, digest)).body).get("subject")
             if isinstance(subject, dict) and "digest" in subject:
                 await self.driver.delete(self._referrer_key(name, Digest.parse(subject["digest"]), digest))
-        except (ValueError, AttributeError, ManifestUnknownError):
+        except (ValueError, AttributeError, ManifestUnknownError, IntegrityError):
             pass
         await self.driver.delete(self._revision_key(name, digest))
 

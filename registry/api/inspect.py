@@ -252,7 +252,7 @@ class Inspector:
     async def facts(self, repository: str, manifest: Manifest) -> ManifestFacts:
         try:
             doc = json.loads(manifest.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # stored content nested too deep (pushed blobs are any bytes)
             doc = {}
         doc = doc if isinstance(doc, dict) else {}
         kind = kind_of(manifest.media_type, doc)
@@ -275,7 +275,7 @@ class Inspector:
                 return []
             body = b"".join([c async for c in self.store.read_blob(info)])
             platform = platform_name(json.loads(body))
-        except (BlobUnknownError, PathNotFoundError, InvalidReferenceError, ValueError):
+        except (BlobUnknownError, PathNotFoundError, InvalidReferenceError, ValueError, RecursionError):
             return []
         return [platform] if platform.strip("/") else []
 
@@ -297,7 +297,7 @@ class Inspector:
                 try:
                     m = await self.store.get_manifest(repository, Digest.parse(str(child.get("digest"))))
                     child_doc = json.loads(m.body)
-                except (ManifestUnknownError, InvalidReferenceError, ValueError):
+                except (ManifestUnknownError, InvalidReferenceError, ValueError, RecursionError):
                     continue
                 if isinstance(child_doc, dict):
                     total += await self._total_size(repository, m, child_doc, seen)

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from registry.errors import RegistryError
 from registry.handlers.common import DRIVER, SETTINGS, parse_digest, repo_name, store
-from registry.ranges import parse_range
+from registry.ranges import parse_range, sendfile_can_serve
 
 
 def _headers(digest: str, size: int) -> dict[str, str]:
@@ -33,9 +33,9 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     headers = _headers(str(info.digest), info.size)
     rng = parse_range(request.headers.get("Range"), info.size)  # 416 before any body is chosen
     path = await driver.local_path(info.key)
-    # A Range header we ignore (malformed, multi-range) is not handed to sendfile, which would refuse it
-    # with a bare 416: the whole blob is streamed below instead.
-    if path is not None and (request.headers.get("Range") is None or rng is not None):
+    # A Range header we ignore (malformed, multi-range) or with huge numbers is not handed to sendfile,
+    # which would refuse it with a bare 416: it is streamed below instead.
+    if path is not None and sendfile_can_serve(request.headers.get("Range"), rng):
         del headers["Content-Length"]
         return web.FileResponse(path, headers=headers, chunk_size=1 << 20)
     url = await driver.redirect_url(info.key)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from config.loader import Settings
 from registry.errors import RegistryError
+from registry.ranges import MAX_DIGITS
 from storage.base import StorageDriver
 from storage.references import Digest, InvalidReferenceError, is_valid_name
 from storage.store import RegistryStore
@@ -50,6 +51,8 @@ def parse_content_range(header: str | None) -> tuple[int, int] | None:
     m = _RANGE_RE.match(header.strip().removeprefix("bytes ").removeprefix("bytes="))
     if not m:
         raise RegistryError("BLOB_UPLOAD_INVALID", f"malformed Content-Range {header[:100]!r}", status=416)
+    if max(len(m.group(1)), len(m.group(2))) > MAX_DIGITS:
+        raise RegistryError("BLOB_UPLOAD_INVALID", "Content-Range position out of range", status=416)
     start, end = int(m.group(1)), int(m.group(2))
     if end < start:
         raise RegistryError("BLOB_UPLOAD_INVALID", "Content-Range end before start", status=416)

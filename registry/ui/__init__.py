@@ -84,8 +84,9 @@ def render(request: web.Request, template: str, http_status: int = 200,
     html = ENV.get_template(template).render(
         principal=request.get(PRINCIPAL), auth_enabled=AUTH in request.app, **context
     )
-    return web.Response(text=html, status=http_status, content_type="text/html", charset="utf-8",
-                        headers={**SECURITY_HEADERS, **(headers or {})})
+    # Pushed JSON may carry lone UTF-16 surrogates ("\ud800"), which UTF-8 cannot encode: shown escaped.
+    return web.Response(body=html.encode("utf-8", "backslashreplace"), status=http_status,
+                        content_type="text/html", charset="utf-8", headers={**SECURITY_HEADERS, **(headers or {})})
 
 
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]

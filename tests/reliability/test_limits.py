@@ -134,7 +134,7 @@ class FullDisk:
 
     def __call__(self, path: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         f = open(path, mode, *args, **kwargs)  # noqa: SIM115 - returned wrapped, closed by the caller
-        return _LimitedFile(f, self) if any(c in mode for c in "wa+") else f
+        return _LimitedFile(f, self) if any(c in mode for c in "wax+") else f
 
     def write_all(self, fd: int, data: bytes) -> None:
         self.spend(len(data))

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage.base import OffsetMismatchError, PathNotFoundError, StorageDriver
+from storage.base import AppendSealedError, OffsetMismatchError, PathNotFoundError, StorageDriver, TooManyPartsError
 
 
 async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
@@ -138,10 +138,81 @@ async def test_append_lifecycle(driver: StorageDriver) -> None:
     n = await driver.append("up/data", chunks_of(data[100:1_000_000], data[1_000_000:]), 100)
     assert n == len(data)
     assert await driver.append_size("up/data") == len(data)
-    await driver.finish_append("up/data")
-    assert await collect(driver.read_stream("up/data")) == data
-    await driver.move("up/data", "final")
-    assert (await driver.stat("final")).size == len(data)
+    assert await driver.seal_append("up/data") == len(data)
+    assert await driver.seal_append("up/data") == len(data)  # sealing twice is harmless
+    assert await collect(driver.read_append("up/data")) == data
+    await driver.commit_append("up/data", "final")
+    await driver.abort_append("up/data")
+    assert await driver.get("final") == data
+    with pytest.raises(PathNotFoundError):
+        await driver.append_size("up/data")
+
+
+async def test_sealed_append_takes_no_more_bytes(driver: StorageDriver) -> None:
+    await driver.start_append("s")
+    await driver.append("s", chunks_of(b"abc"), 0)
+    assert await driver.seal_append("s") == 3
+    with pytest.raises(AppendSealedError):
+        await driver.append("s", chunks_of(b"def"), 3)
+    with pytest.raises(AppendSealedError):
+        await driver.append("s", chunks_of(b"def"), 0)
+    assert await driver.append_size("s") == 3
+    await driver.commit_append("s", "blob")
+    assert await driver.get("blob") == b"abc"
+
+
+async def test_commit_append_keeps_an_existing_object(driver: StorageDriver) -> None:
+    await driver.put("blob", b"first")
+    await driver.start_append("k")
+    await driver.append("k", chunks_of(b"other"), 0)
+    await driver.seal_append("k")
+    await driver.commit_append("k", "blob")
+    assert await driver.get("blob") == b"first"
+
+
+async def test_empty_append_object(driver: StorageDriver) -> None:
+    await driver.start_append("e")
+    assert await driver.append("e", chunks_of(), 0) == 0
+    assert await driver.seal_append("e") == 0
+    await driver.commit_append("e", "empty")
+    assert await driver.get("empty") == b""
+
+
+async def test_appends_per_object_are_bounded(driver: StorageDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every append lists the parts before it: their number is capped (no quadratic work on demand)."""
+    import sys
+
+    monkeypatch.setattr(sys.modules[type(driver).__module__], "MAX_APPEND_PARTS", 3)
+    await driver.start_append("many")
+    for i in range(3):
+        await driver.append("many", chunks_of(b"x"), i)
+    with pytest.raises(TooManyPartsError):
+        await driver.append("many", chunks_of(b"x"), 3)
+    assert await driver.seal_append("many") == 3
+
+
+async def test_two_appends_at_one_offset_land_once(driver: StorageDriver) -> None:
+    """Both start at offset 3; the one that completes first lands, the other gets OffsetMismatchError."""
+    import asyncio
+
+    await driver.start_append("t")
+    await driver.append("t", chunks_of(b"abc"), 0)
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"slow-"
+        await release.wait()
+        yield b"bytes"
+
+    late = asyncio.create_task(driver.append("t", slow(), 3))
+    await asyncio.sleep(0.2)
+    assert await driver.append("t", chunks_of(b"fast"), 3) == 7
+    release.set()
+    with pytest.raises(OffsetMismatchError):
+        await late
+    assert await driver.seal_append("t") == 7
+    await driver.commit_append("t", "out")
+    assert await driver.get("out") == b"abcfast"
 
 
 async def test_append_wrong_offset(driver: StorageDriver) -> None:
@@ -170,8 +241,8 @@ async def test_append_interrupted_keeps_previous_bytes(driver: StorageDriver) ->
     with pytest.raises(ConnectionResetError):
         await driver.append("i", broken(), 4)
     assert await driver.append_size("i") == 4
-    await driver.finish_append("i")
-    assert await driver.get("i") == b"good"
+    await driver.seal_append("i")
+    assert await collect(driver.read_append("i")) == b"good"
 
 
 async def test_abort_append(driver: StorageDriver) -> None:

@@ -43,45 +43,45 @@ async def s3(moto_endpoint: str, s3_bucket: str) -> AsyncIterator[S3Driver]:
     await d.close()
 
 
-async def test_small_appends_build_a_multipart_upload(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
-    data = os.urandom(12 * MiB + 12345)
+async def test_small_appends_are_concatenated_on_commit(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
+    data = os.urandom(3 * MiB + 12345)
     await s3.start_append("up/data")
-    step = 700_000  # every PATCH is far below S3's 5 MiB minimum part size
+    step = 700_000  # every PATCH is far below S3's 5 MiB minimum part size: streamed on commit
     for off in range(0, len(data), step):
         assert await s3.append("up/data", chunks_of(data[off : off + step], 64 * 1024), off) == min(
             off + step, len(data)
         )
     assert await s3.append_size("up/data") == len(data)
-    (upload,) = uploads(moto_endpoint, s3_bucket)
-    parts = client(moto_endpoint).list_parts(Bucket=s3_bucket, Key="up/data", UploadId=upload["UploadId"])
-    assert [p["Size"] for p in parts["Parts"]] == [5 * MiB, 5 * MiB]
     assert await s3.list("up") == ["data"]
     assert [k async for k in s3.walk("up")] == ["up/data"]
-
-    await s3.finish_append("up/data")
-    assert await collect(s3.read_stream("up/data")) == data
-    head = client(moto_endpoint).head_object(Bucket=s3_bucket, Key="up/data")
-    assert head["ETag"].endswith('-3"')  # two full parts plus the tail, completed in place
+    assert await s3.seal_append("up/data") == len(data)
+    await s3.commit_append("up/data", "blob")
+    assert await s3.get("blob") == data
+    await s3.abort_append("up/data")
     assert uploads(moto_endpoint, s3_bucket) == []
-    assert all_keys(moto_endpoint, s3_bucket) == ["up/data"]
-    assert await s3.append_size("up/data") == len(data)
+    assert all_keys(moto_endpoint, s3_bucket) == ["blob"]
 
 
-async def test_small_append_finishes_without_multipart(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
-    await s3.start_append("a")
-    await s3.append("a", chunks_of(b"hello ", 2), 0)
-    await s3.append("a", chunks_of(b"world", 2), 6)
+async def test_large_appends_are_copied_server_side(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
+    data = os.urandom(11 * MiB + 3)
+    await s3.start_append("l")
+    await s3.append("l", chunks_of(data[: 5 * MiB], MiB), 0)
+    await s3.append("l", chunks_of(data[5 * MiB :], MiB), 5 * MiB)
+    await s3.seal_append("l")
+    await s3.commit_append("l", "blob")
+    assert await s3.get("blob") == data
+    assert client(moto_endpoint).head_object(Bucket=s3_bucket, Key="blob")["ETag"].endswith('-2"')
+
+
+async def test_single_append_is_copied(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
+    data = os.urandom(17 * MiB)  # above the part size: the part itself is a multipart object
+    await s3.start_append("one")
+    await s3.append("one", chunks_of(data, MiB), 0)
+    await s3.seal_append("one")
+    await s3.commit_append("one", "blob")
+    await s3.abort_append("one")
+    assert await s3.get("blob") == data
     assert uploads(moto_endpoint, s3_bucket) == []
-    await s3.finish_append("a")
-    assert await s3.get("a") == b"hello world"
-    assert all_keys(moto_endpoint, s3_bucket) == ["a"]
-
-
-async def test_empty_append(s3: S3Driver) -> None:
-    await s3.start_append("e")
-    await s3.finish_append("e")
-    assert await s3.get("e") == b""
-    assert await collect(s3.read_stream("e")) == b""
 
 
 async def test_another_process_continues_an_append(moto_endpoint: str, s3_bucket: str) -> None:
@@ -97,62 +97,89 @@ async def test_another_process_continues_an_append(moto_endpoint: str, s3_bucket
         with pytest.raises(OffsetMismatchError):
             await second.append("u/data", chunks_of(b"x", 1), 0)
         assert await second.append("u/data", chunks_of(data[6 * MiB + 1 :], MiB), 6 * MiB + 1) == len(data)
-        await second.finish_append("u/data")
-        assert await collect(second.read_stream("u/data", 6 * MiB - 5, 10)) == data[6 * MiB - 5 : 6 * MiB + 5]
-        assert await collect(second.read_stream("u/data")) == data
+        await second.seal_append("u/data")
+        assert await collect(second.read_append("u/data")) == data
+        await second.commit_append("u/data", "blob")
+        await second.abort_append("u/data")
+        assert await collect(second.read_stream("blob", 6 * MiB - 5, 10)) == data[6 * MiB - 5 : 6 * MiB + 5]
     finally:
         await second.close()
-    assert all_keys(moto_endpoint, s3_bucket) == ["shared/u/data"]
+    assert all_keys(moto_endpoint, s3_bucket) == ["shared/blob"]
 
 
-async def test_interrupted_append_after_a_part_keeps_previous_state(
-    s3: S3Driver, moto_endpoint: str, s3_bucket: str
-) -> None:
-    good = os.urandom(6 * MiB)
+async def test_interrupted_multipart_append_leaves_nothing(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
+    good = os.urandom(MiB)
     await s3.start_append("i")
     await s3.append("i", chunks_of(good, MiB), 0)
 
     async def broken() -> AsyncIterator[bytes]:
-        yield os.urandom(5 * MiB)  # fills and uploads part 2 before the client goes away
+        yield os.urandom(17 * MiB)  # fills and uploads a part of its own multipart upload first
         raise ConnectionResetError
 
     with pytest.raises(ConnectionResetError):
         await s3.append("i", broken(), len(good))
     assert await s3.append_size("i") == len(good)
-    more = os.urandom(2 * MiB)
-    assert await s3.append("i", chunks_of(more, MiB), len(good)) == len(good) + len(more)
-    await s3.finish_append("i")
-    assert await s3.get("i") == good + more
     assert uploads(moto_endpoint, s3_bucket) == []
 
 
-async def test_abort_append_removes_the_multipart_upload(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
-    await s3.start_append("x/data")
-    await s3.append("x/data", chunks_of(os.urandom(6 * MiB), MiB), 0)
-    assert len(uploads(moto_endpoint, s3_bucket)) == 1
-    await s3.abort_append("x/data")
+async def test_multipart_append_losing_its_offset_lands_nothing(
+    s3: S3Driver, moto_endpoint: str, s3_bucket: str
+) -> None:
+    """A large append (its own multipart upload) and a small one at the same offset: the small one
+    completes first; the large one's completion is refused (If-None-Match) and its upload aborted."""
+    await s3.start_append("race")
+    release = asyncio.Event()
+
+    async def large() -> AsyncIterator[bytes]:
+        yield os.urandom(17 * MiB)  # one full part uploaded before the wait
+        await release.wait()
+        yield b"end"
+
+    slow = asyncio.create_task(s3.append("race", large(), 0))
+    await asyncio.sleep(1.0)
+    assert await s3.append("race", chunks_of(b"small", 5), 0) == 5
+    release.set()
+    with pytest.raises(OffsetMismatchError):
+        await slow
     assert uploads(moto_endpoint, s3_bucket) == []
+    await s3.seal_append("race")
+    assert await collect(s3.read_append("race")) == b"small"
+
+
+async def test_part_landing_after_the_session_ended_is_removed(
+    s3: S3Driver, moto_endpoint: str, s3_bucket: str
+) -> None:
+    """An append whose part is created after abort_append removed the state deletes it and fails."""
+    await s3.start_append("g")
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"late"
+        await release.wait()
+
+    late = asyncio.create_task(s3.append("g", slow(), 0))
+    await asyncio.sleep(0.3)
+    await s3.abort_append("g")
+    release.set()
+    with pytest.raises(PathNotFoundError):
+        await late
     assert all_keys(moto_endpoint, s3_bucket) == []
-    await s3.abort_append("x/data")
 
 
-async def test_delete_of_a_session_prefix_aborts_its_upload(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
+async def test_delete_of_a_session_prefix_removes_it(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
     await s3.put("_uploads/s1/startedat", b"{}")
     await s3.start_append("_uploads/s1/data")
-    await s3.append("_uploads/s1/data", chunks_of(os.urandom(5 * MiB + 1), MiB), 0)
+    await s3.append("_uploads/s1/data", chunks_of(os.urandom(MiB + 1), MiB), 0)
     assert await s3.list("_uploads/s1") == ["data", "startedat"]
-    assert len(uploads(moto_endpoint, s3_bucket)) == 1
     await s3.delete("_uploads")
-    assert uploads(moto_endpoint, s3_bucket) == []
     assert all_keys(moto_endpoint, s3_bucket) == []
 
 
-async def test_start_append_twice_discards_the_first(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
+async def test_start_append_twice_discards_the_first(s3: S3Driver) -> None:
     await s3.start_append("r")
-    await s3.append("r", chunks_of(os.urandom(5 * MiB + 7), MiB), 0)
+    await s3.append("r", chunks_of(os.urandom(MiB + 7), MiB), 0)
     await s3.start_append("r")
     assert await s3.append_size("r") == 0
-    assert uploads(moto_endpoint, s3_bucket) == []
 
 
 async def test_put_stream_multipart_and_abort_on_failure(s3: S3Driver, moto_endpoint: str, s3_bucket: str) -> None:
@@ -285,21 +312,6 @@ async def test_empty_append_changes_nothing(s3: S3Driver, moto_endpoint: str, s3
     before = all_keys(moto_endpoint, s3_bucket)
     assert await s3.append("z", chunks_of(b"", 1), 3) == 3
     assert all_keys(moto_endpoint, s3_bucket) == before
-
-
-async def test_continue_with_a_smaller_part_size(moto_endpoint: str, s3_bucket: str) -> None:
-    data = os.urandom(14 * MiB)
-    big = S3Driver.from_config(s3_config(moto_endpoint, s3_bucket, part_size=8 * MiB))
-    small = S3Driver.from_config(s3_config(moto_endpoint, s3_bucket))
-    try:
-        await big.start_append("p")
-        await big.append("p", chunks_of(data[: 7 * MiB], MiB), 0)  # 7 MiB tail, above small's part size
-        await small.append("p", chunks_of(data[7 * MiB :], MiB), 7 * MiB)
-        await small.finish_append("p")
-        assert await small.get("p") == data
-    finally:
-        await big.close()
-        await small.close()
 
 
 @pytest.mark.parametrize(
