@@ -104,7 +104,7 @@ async def run_gc(settings: Settings, dry_run: bool, delete_untagged: bool, grace
 
 async def run_check(settings: Settings, repair: bool) -> int:
     """`trustreg check`: one line per problem, a summary; exit 1 if anything is (still) broken."""
-    from storage.check import check_storage
+    from registry.check import check_storage
     from storage.factory import create_driver
 
     driver = create_driver(settings.storage)

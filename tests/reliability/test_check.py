@@ -15,7 +15,7 @@ import yaml
 
 from registry.cli import main
 from storage.base import StorageDriver
-from storage.check import CheckReport, check_storage
+from registry.check import CheckReport, check_storage
 from storage.filesystem import FilesystemDriver
 from storage.references import Digest
 from storage.store import RegistryStore, blob_key
