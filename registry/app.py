@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import auth, enforcement, notary_api, ops, ui
+from registry import auth, enforcement, notary_api, ops, summary, ui
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
@@ -93,6 +93,7 @@ def create_app(
     gate = enforcement.setup(app, notary)
     if notary is not None:
         notary.add_listener(gate.invalidate)
+    summary.log_reload_changes(app, app[enforcement.POLICY].current)
     add_oci_routes(app)
     ui.setup(app)  # /api/v1/ (JSON) and /ui/ (HTML): trust inspection
     return app
