@@ -68,7 +68,8 @@ def test_read_only_commands_need_no_passphrase_and_inspect_fails_on_a_refusal(se
 
     inspected = cli("trust", "inspect", "--config", str(config), "secure/app:1", "--json", cwd=tmp_path)
     assert inspected.returncode == 3, inspected.stderr  # refused: CI must see a non-zero exit
-    assert json.loads(inspected.stdout)[0]["decision"] == {"served": False, "reason": "no trust data: no trust data for secure/app"}
+    decision = json.loads(inspected.stdout)[0]["decision"]
+    assert decision == {"served": False, "reason": "no trust data: no trust data for secure/app"}
     for args in (["check"], ["gc", "--dry-run"]):
         result = cli(*args, "--config", str(config), cwd=tmp_path)
         assert result.returncode == 0, (args, result.stderr)
