@@ -17,7 +17,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log line, with the structured fields a record carries."""
 
     FIELDS = ("request_id", "method", "path", "status", "bytes", "duration", "remote", "principal",
-              "repository", "reference", "digest", "reason", "change")
+              "repository", "reference", "digest", "previous_digest", "reason", "change")
 
     def format(self, record: logging.LogRecord) -> str:
         out = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,

@@ -19,6 +19,7 @@ from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, STORE
 from registry.handlers.manifests import MANIFEST_GATE
 from registry.metrics import TRUST_DECISIONS, VERIFIER_CACHE, child
+from registry.middleware import REQUEST_ID
 from registry.ops import on_reload
 from storage.store import Manifest
 from trust.collection import StoredTrustData
@@ -97,6 +98,9 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         log.warning(
             "content trust refused %s %s:%s (%s) for %s: %s",
             request.method, name, tag or manifest.digest, manifest.digest, principal or "anonymous", verdict.reason,
+            extra={"repository": name, "reference": tag or str(manifest.digest), "digest": str(manifest.digest),
+                   "reason": verdict.reason, "principal": principal or "anonymous",
+                   "request_id": request.get(REQUEST_ID, "-")},
         )
         raise RegistryError("DENIED", verdict.message, verdict.detail, status=412)
 
