@@ -165,6 +165,24 @@ async def run_check(settings: Settings, repair: bool) -> int:
     return 0 if (report.ok if repair else not report.problems) else 1
 
 
+def healthcheck(settings: Settings, timeout: float = 2.0) -> int:
+    """`trustreg healthcheck`: 0 if this host's registry answers `/healthz` (https when TLS is configured;
+    the certificate is not verified: it names the public host, the check talks to loopback)."""
+    import urllib.request
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    url = f"{'https' if settings.tls else 'http'}://{host}:{settings.port}/healthz"
+    context = ssl._create_unverified_context() if settings.tls else None  # noqa: S323 - loopback liveness only
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+            ok = resp.status == 200
+    except OSError as e:
+        print(f"trustreg: {url}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
 async def run_rekey(settings: Settings, from_dev: bool) -> int:
     """`trustreg trust rekey`: re-encrypt every server key under the configured passphrase."""
     from registry.notary_api import passphrase_env
@@ -202,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                            "at least 120 unless --offline)")
     p_gc.add_argument("--offline", action="store_true",
                       help="the registry is stopped: allow any --grace (0 removes everything unreferenced)")
+    p_health = sub.add_parser("healthcheck", help="exit 0 if the registry configured here answers /healthz "
+                                                   "(http or https as configured; for container health checks)")
+    p_health.add_argument("--config", help="YAML configuration file")
     p_check = sub.add_parser("check", help="verify blobs, links, tags, manifests and trust data in storage")
     p_check.add_argument("--config", help="YAML configuration file")
     p_check.add_argument("--repair", action="store_true",
@@ -231,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "log_format", None):  # serve only
             settings.log_format = args.log_format
         setup_logging(settings.log_level, settings.log_format)
+        if args.command == "healthcheck":
+            return healthcheck(settings)
         if args.command == "serve":
             return serve(settings, args.config, argv if argv is not None else sys.argv[1:])
         reads_storage = args.command in ("gc", "check") or getattr(args, "trust_command", None) in ("inspect", "rekey")
