@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import REPO, Server, trustreg, wait_ready  # noqa: F401
+from tests.e2e.conftest import REPO, Server, dockerd, trustreg, wait_ready  # noqa: F401
 from tests.s3server import free_port
 
 CLEAN_ENV = {k: v for k, v in os.environ.items()
