@@ -1,4 +1,4 @@
-# trustreg container image: slim Python base, non-root user, data volume, port 5000.
+# trustreg container image: slim Python base, non-root user (uid/gid 10001), data volume, port 5000.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
@@ -9,7 +9,8 @@ COPY trust ./trust
 COPY storage ./storage
 COPY config ./config
 RUN pip install --no-cache-dir '.[fast]' \
- && useradd --system --uid 10001 --home-dir /var/lib/trustreg trustreg \
+ && groupadd --system --gid 10001 trustreg \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/trustreg trustreg \
  && mkdir -p /var/lib/trustreg /etc/trustreg \
  && printf 'http:\n  addr: 0.0.0.0:5000\nstorage:\n  filesystem:\n    root: /var/lib/trustreg\ntrust:\n  keys:\n    passphrase_env: TRUSTREG_TRUST_PASSPHRASE\n' \
       > /etc/trustreg/config.yaml \
