@@ -9,8 +9,8 @@ import gzip
 import http.client
 import io
 import json
-import subprocess
 import shutil
+import subprocess
 import tarfile
 import tempfile
 import urllib.request
