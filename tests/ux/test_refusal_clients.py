@@ -23,6 +23,8 @@ from tests.e2e.conftest_containerd import containerd  # noqa: F401  (fixture)
 from tests.helpers import digest_of
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_ADDR = "127.0.0.1:5000"  # the registry address in README's "What each client prints"
 MESSAGE = "The image is not signed in Notary. Reason: no trust data: no trust data for secure/app."
 STATUS = f"412 Precondition Failed: {MESSAGE}"
 
@@ -49,6 +51,14 @@ def push_unsigned(url: str, repository: str, tag: str) -> str:
     urllib.request.urlopen(urllib.request.Request(f"{url}/v2/{repository}/manifests/{tag}", data=manifest,
                                                   method="PUT", headers={"Content-Type": DOCKER_MANIFEST}), timeout=10)
     return digest_of(manifest)
+
+
+def readme_line(client: str, addr: str) -> str:
+    """README's documented output line for `client` (e.g. "docker pull"), for the registry at `addr`."""
+    lines = [line[len(client):].strip() for line in README.read_text().splitlines()
+             if line.startswith(f"{client}  ")]
+    assert len(lines) == 1, f"README documents {client} {len(lines)} times"
+    return lines[0].replace(README_ADDR, addr)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -85,6 +95,7 @@ def test_docker_skopeo_and_podman_print_the_reason(refused: tuple[Server, str], 
     docker = dockerd.run("pull", ref, check=False)
     assert docker.returncode != 0
     assert docker.stderr.strip() == f"Error response from daemon: manifest unverified: {MESSAGE}"
+    assert docker.stderr.strip() == readme_line("docker pull", server.addr)
     docker = dockerd.run("pull", f"{server.addr}/secure/app@{digest}", check=False)
     assert docker.stderr.strip() == f"Error response from daemon: manifest unverified: {MESSAGE}"
 
@@ -93,6 +104,7 @@ def test_docker_skopeo_and_podman_print_the_reason(refused: tuple[Server, str], 
     assert skopeo.returncode != 0
     assert (f'msg="initializing source docker://{ref}: reading manifest 1 in {server.addr}/secure/app: '
             f'manifest unverified: {MESSAGE}"') in skopeo.stderr
+    assert skopeo.stderr.strip().endswith(readme_line("skopeo copy", server.addr))
 
     require("podman")
     runroot = tempfile.mkdtemp(prefix="podman-", dir="/tmp")  # podman wants a runroot under 50 characters
@@ -103,6 +115,7 @@ def test_docker_skopeo_and_podman_print_the_reason(refused: tuple[Server, str], 
     assert podman.stderr.strip().splitlines()[-1] == (
         f"Error: initializing source docker://{ref}: reading manifest 1 in {server.addr}/secure/app: "
         f"manifest unverified: {MESSAGE}")
+    assert podman.stderr.strip().splitlines()[-1] == readme_line("podman pull", server.addr)
     for output in (docker.stderr, skopeo.stderr, podman.stderr):
         assert "login" not in output
 
@@ -115,6 +128,7 @@ def test_ctr_and_the_cri_print_the_reason(refused: tuple[Server, str], container
     assert ctr.stderr.strip().splitlines()[-1] == (
         f'ctr: failed to resolve reference "{ref}": pulling from host {server.addr} failed with status code '
         f"[manifests 1]: {STATUS}")
+    assert ctr.stderr.strip().splitlines()[-1] == readme_line("ctr pull", server.addr)
 
     import grpc
 
@@ -127,4 +141,5 @@ def test_ctr_and_the_cri_print_the_reason(refused: tuple[Server, str], container
     assert err.value.details() == (
         f'failed to pull and unpack image "{ref}": failed to resolve reference "{ref}": pulling from host '
         f"{server.addr} failed with status code [manifests 1]: {STATUS}")
+    assert err.value.details() == readme_line("CRI PullImage", server.addr)
     assert "login" not in ctr.stderr + str(err.value.details())
