@@ -49,7 +49,8 @@ def auth_text(settings: Settings) -> str:
     if auth is None:
         return "none: anyone can push, pull and sign (add an `auth` section to restrict)"
     mode = "token (Bearer, /auth/token)" if auth.get("token") is not None else "HTTP Basic"
-    return f"{mode}, users from {auth.get('htpasswd') or '(no htpasswd: admins only via tokens)'}"
+    users = f"users from {auth['htpasswd']}" if auth.get("htpasswd") else "no users file (auth.htpasswd)"
+    return f"{mode}, {users}"
 
 
 def base_url(settings: Settings) -> str:
