@@ -67,16 +67,34 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) or "(top level)"
 
 
+# What a `pattern` in the schema expects, in words (a regex in an error message helps nobody).
+PATTERN_WORDS = {
+    "addr": "expected host:port, e.g. 127.0.0.1:5000, 0.0.0.0:5000 or [::1]:5000",
+    "realm": "expected an http:// or https:// URL, e.g. https://registry.example.com/auth/token",
+    "signers": "expected a role: targets or targets/<name>, e.g. targets/releases",
+    "root_keys": "expected a root key ID: 64 lowercase hexadecimal digits",
+    "projects": "expected a project name: lowercase letters and digits, separated by '.', '_', '__' or '-'",
+    "trust_roots": "expected a trust root name: letters, digits, '.', '_' and '-', starting with a letter or digit",
+}
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return "unknown key"
     if error.validator == "not" and list(error.absolute_path) == ["storage"]:
         return "choose one storage driver: filesystem or s3, not both"
+    if error.validator in ("pattern", "propertyNames"):
+        named = [str(p) for p in error.absolute_path if not isinstance(p, int)]
+        for part in reversed(named):
+            if part in PATTERN_WORDS:
+                return f"{PATTERN_WORDS[part]} (got {error.instance!r})"
     return error.message
 
 
-def parse_settings(data: dict[str, Any] | None) -> Settings:
-    """Validate a loaded YAML document and return Settings; raises ConfigError."""
+def parse_settings(data: dict[str, Any] | None, origins: Mapping[str, str] | None = None) -> Settings:
+    """Validate a loaded YAML document and return Settings; raises ConfigError.
+
+    `origins` maps key paths set from the environment to their variables, named in errors."""
     data = copy.deepcopy(data) if data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError("config error: the file must hold a YAML mapping")
@@ -84,7 +102,10 @@ def parse_settings(data: dict[str, Any] | None) -> Settings:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
-        raise ConfigError(f"config error at {_key_path(first)}: {_message(first)}")
+        path = _key_path(first)
+        source = next((f" (set by environment variable {name})" for key, name in (origins or {}).items()
+                       if path == key or path.startswith(f"{key}.")), "")
+        raise ConfigError(f"config error at {path}{source}: {_message(first)}")
 
     settings = Settings(raw=data)
     http = data.get("http", {})
@@ -110,9 +131,12 @@ def parse_settings(data: dict[str, Any] | None) -> Settings:
 ENV_PREFIX = "TRUSTREG__"
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str], origins: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Override keys from the environment: `TRUSTREG__HTTP__ADDR=0.0.0.0:5000` sets `http.addr`
-    (each value is read as a YAML scalar, so `true` and `8` get their types). Validated like the file."""
+    (each value is read as a YAML scalar, so `true` and `8` get their types). Validated like the file;
+    `origins` (if given) receives each key path set and the variable that set it."""
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
@@ -125,6 +149,8 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
+        if origins is not None:
+            origins[".".join(path)] = name
         try:
             node[path[-1]] = yaml.safe_load(value)
         except yaml.YAMLError as e:
@@ -147,6 +173,8 @@ def load_settings(path: str | None, environ: Mapping[str, str] | None = None) ->
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("config error: the file must hold a YAML mapping")
-    settings = parse_settings(apply_env_overrides(data, os.environ if environ is None else environ))
+    origins: dict[str, str] = {}
+    data = apply_env_overrides(data, os.environ if environ is None else environ, origins)
+    settings = parse_settings(data, origins)
     settings.config_dir = os.path.dirname(os.path.abspath(path)) if path is not None else None
     return settings

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import auth, enforcement, notary_api, ops, ui
+from registry import auth, enforcement, notary_api, ops, summary, tag_moves, ui
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
+from registry.handlers.manifests import TAG_MOVES
 from registry.metrics import metrics_endpoint, metrics_middleware
 from registry.middleware import errors_middleware, request_id_middleware
 from registry.server import IN_FLIGHT, in_flight_middleware
@@ -93,6 +94,8 @@ def create_app(
     gate = enforcement.setup(app, notary)
     if notary is not None:
         notary.add_listener(gate.invalidate)
+    summary.log_reload_changes(app, app[enforcement.POLICY].current)
+    app[TAG_MOVES] = tag_moves
     add_oci_routes(app)
     ui.setup(app)  # /api/v1/ (JSON) and /ui/ (HTML): trust inspection
     return app

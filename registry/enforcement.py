@@ -1,4 +1,4 @@
-"""Wires the content-trust gate (trust.gate) into manifest GET/HEAD: refusals become 412 DENIED.
+"""Wires the content-trust gate (trust.gate) into manifest GET/HEAD: refusals become 412 (registry.refusal).
 
 A request whose credential grants push on the repository (the account's roles and, in token mode,
 the token's scope) is exempt for HEAD and for GET by digest
@@ -19,11 +19,12 @@ from aiohttp import web
 
 from config.loader import Settings
 from registry.access import AUTHORIZER, PRINCIPAL, is_signing_tool
-from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, STORE
 from registry.handlers.manifests import MANIFEST_GATE
 from registry.metrics import TRUST_DECISIONS, VERIFIER_CACHE, child
+from registry.middleware import REQUEST_ID
 from registry.ops import on_reload
+from registry.refusal import Refusal
 from storage.store import Manifest
 from trust.collection import StoredTrustData
 from trust.gate import ContentTrustGate, TrustDataSource
@@ -111,8 +112,11 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
         log.warning(
             "content trust refused %s %s:%s (%s) for %s: %s",
             request.method, name, tag or manifest.digest, manifest.digest, principal or "anonymous", verdict.reason,
+            extra={"repository": name, "reference": tag or str(manifest.digest), "digest": str(manifest.digest),
+                   "reason": verdict.reason, "principal": principal or "anonymous",
+                   "request_id": request.get(REQUEST_ID, "-")},
         )
-        raise RegistryError("DENIED", verdict.message, verdict.detail, status=412)
+        raise Refusal(verdict.message, verdict.reason, verdict.detail)
 
     app[MANIFEST_GATE] = check
     return gate

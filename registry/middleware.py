@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from registry.access import PRINCIPAL
 from registry.errors import RegistryError
 from registry.metrics import BYTES_OUT, child, route_label
 from storage.base import StorageFullError, StorageUnavailableError
@@ -70,20 +71,22 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 class RequestLogger(AbstractAccessLogger):
-    """One line per request once it is sent: method, path, status, bytes, duration, client, id."""
+    """One line per request once it is sent: method, path, status, bytes, duration, client, principal, id."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         request_id = request.get(REQUEST_ID, "-")
+        principal = request.get(PRINCIPAL) or "-"
         if isinstance(request, web.Request):
             child(BYTES_OUT, route_label(request)).inc(response.body_length)
         self.logger.info(
-            "%s %s %s %d %.4fs %s %s",
+            "%s %s %s %d %.4fs %s %s %s",
             request.method,
             request.path_qs,
             response.status,
             response.body_length,
             time,
             request.remote or "-",
+            principal,
             request_id,
             extra={
                 "request_id": request_id,
@@ -93,5 +96,6 @@ class RequestLogger(AbstractAccessLogger):
                 "bytes": response.body_length,
                 "duration": round(time, 6),
                 "remote": request.remote,
+                "principal": principal,
             },
         )

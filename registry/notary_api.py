@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import time
@@ -39,12 +40,13 @@ from registry.access import AUTHORIZER, TRUST_TARGET
 from registry.auth.scope import ServerNames, gun_repository
 from registry.errors import RegistryError
 from registry.handlers.common import DRIVER, SETTINGS
+from registry.trust_keys import INSECURE_DEV_PASSPHRASE, verify_passphrase
 from trust.server import NotaryError, NotaryService
 
 NOTARY = web.AppKey("notary", NotaryService)
 
+log = logging.getLogger("trustreg")
 DEFAULT_PASSPHRASE_ENV = "TRUSTREG_TRUST_PASSPHRASE"
-INSECURE_DEV_PASSPHRASE = "trustreg-insecure-development-passphrase"  # public: development only
 MAX_UPLOAD = 64 * 1024 * 1024
 CACHE_CURRENT = "public, max-age=300, s-maxage=300, must-revalidate"
 CACHE_IMMUTABLE = "public, max-age=2592000, s-maxage=2592000"
@@ -70,14 +72,22 @@ def server_names(settings: Settings) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.lower() for n in names))
 
 
+def passphrase_env(settings: Settings) -> str:
+    """The environment variable holding the trust key passphrase."""
+    return ((settings.raw.get("trust") or {}).get("keys") or {}).get("passphrase_env", DEFAULT_PASSPHRASE_ENV)
+
+
 def key_passphrase(settings: Settings) -> str:
-    """The passphrase encrypting the server's keys; ConfigError when it is not provided."""
+    """The passphrase encrypting the server's keys; ConfigError when it is not provided. Using the
+    development passphrase is logged as a warning every time."""
     keys = (settings.raw.get("trust") or {}).get("keys") or {}
-    env = keys.get("passphrase_env", DEFAULT_PASSPHRASE_ENV)
+    env = passphrase_env(settings)
     value = os.environ.get(env, "")
     if value:
         return value
     if keys.get("insecure_dev_passphrase", False):
+        log.warning("trust keys are encrypted with the public development passphrase (%s is not set): "
+                    "for local development only", env)
         return INSECURE_DEV_PASSPHRASE
     raise ConfigError(
         f"config error at trust.keys.passphrase_env: environment variable {env} is not set; it must hold "
@@ -111,7 +121,13 @@ def request_target(request: web.Request, gun: str) -> str:
 def setup(app: web.Application) -> NotaryService:
     """Add the trust routes and the NotaryService (`app[NOTARY]`) to the registry application."""
     settings = app[SETTINGS]
-    service = NotaryService(app[DRIVER], key_passphrase(settings))
+    passphrase = key_passphrase(settings)
+    service = NotaryService(app[DRIVER], passphrase)
+
+    async def verify_keys(app: web.Application) -> None:  # after storage_lifetime has checked the driver
+        await verify_passphrase(app[DRIVER], passphrase, passphrase_env(settings))
+
+    app.on_startup.append(verify_keys)
     app[NOTARY] = service
     r = app.router
     r.add_get("/_notary_server/health", health)

@@ -17,6 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from registry.handlers.common import SETTINGS
 from registry.middleware import REQUEST_ID, RequestLogger
+from registry.summary import log_startup
 
 log = logging.getLogger("trustreg")
 IN_FLIGHT = web.AppKey("in_flight", list)
@@ -99,6 +100,7 @@ async def serve_until_signalled(
     await site.start()
     scheme = "https" if ssl_context else "http"
     log.info("trustreg listening on %s://%s:%d", scheme, host, port)
+    log_startup(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS="skopeo notary docker.io containerd runc busybox-static docker-registry wrk openssl python3-venv chromium"
+PKGS="skopeo notary docker.io containerd runc busybox-static docker-registry wrk openssl python3-venv chromium podman"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=$(for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then

@@ -3,10 +3,12 @@
 Like `docker trust inspect` and `notary list` combined with the gate's verdict: one row per tag with
 its digest, type, platforms, size, last push, every signature source's status and the decision.
 - `--config` (or neither): in-process, on the configured storage, with the same gate code the
-  server runs (reading may re-sign an expiring timestamp, as a pull would, so the trust key
-  passphrase must be available as for `serve`);
+  server runs (with the trust key passphrase available, reading may re-sign an expiring timestamp,
+  as a pull would; without it the stored trust data is read as it is, and a timestamp the server
+  would re-sign shows as expired);
 - `--url`: through the JSON API (`/api/v1/`), as `--user` with the password from TRUSTREG_PASSWORD.
-`--json` prints the API's tag reports (a list, also for a single tag).
+`--json` prints the API's tag reports (a list, also for a single tag). Exit status: 0 when every
+reported tag would be served, 3 when one would be refused (for CI), 1 on errors.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ from typing import Any
 from urllib.parse import quote, urljoin
 
 from config.loader import Settings
+from storage.base import StorageDriver
+from trust.server import NotaryService
+from trust.server.store import CurrentState
 
 PAGE = 100
+REFUSED = 3  # exit status when a reported tag would be refused
 Report = dict[str, Any]
 
 
@@ -53,17 +59,26 @@ def split_reference(reference: str) -> tuple[str, str | None]:
 
 
 # --- the two sources ----------------------------------------------------------------------------
+class ReadOnlyNotary(NotaryService):
+    """The stored trust data as it is, for inspection without the key passphrase (never re-signs)."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        super().__init__(driver, "unused: this service never decrypts a key")
+
+    async def _refresh(self, repository: str, state: CurrentState) -> CurrentState:
+        return state
+
+
 async def inspect_local(settings: Settings, repository: str, tag: str | None) -> list[Report]:
     """Tag reports straight from storage, with the server's own gate (no server needed)."""
     from registry.api.inspect import Inspector, RepositoryUnknownError
+    from registry.cli import optional_passphrase
     from registry.enforcement import NoTrustServer
-    from registry.notary_api import key_passphrase
     from storage.factory import create_driver
     from storage.references import InvalidReferenceError
     from storage.store import ManifestUnknownError, RegistryStore
     from trust.gate import ContentTrustGate, TrustDataSource
     from trust.policy import Policy, PolicyHolder
-    from trust.server import NotaryService
 
     driver = create_driver(settings.storage)
     try:
@@ -75,7 +90,8 @@ async def inspect_local(settings: Settings, repository: str, tag: str | None) ->
         holder = PolicyHolder(policy)
         source: TrustDataSource = NoTrustServer()
         if (settings.raw.get("trust") or {}).get("enabled", True):
-            source = NotaryService(driver, key_passphrase(settings))
+            passphrase = optional_passphrase(settings)
+            source = NotaryService(driver, passphrase) if passphrase else ReadOnlyNotary(driver)
         insp = Inspector(store, ContentTrustGate(store, source, holder), holder)
         try:
             if tag is not None:
@@ -190,4 +206,4 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{repository}: no tags")
     else:
         print(format_table(reports))
-    return 0
+    return REFUSED if any(not r["decision"]["served"] for r in reports) else 0

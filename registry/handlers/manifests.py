@@ -11,6 +11,7 @@ from storage.references import Digest, is_digest, is_valid_tag
 from storage.store import Manifest, RegistryStore
 
 MANIFEST_GATE = web.AppKey("manifest_gate", object)
+TAG_MOVES = web.AppKey("tag_moves", object)  # registry.tag_moves: warns when a push moves a signed tag
 
 
 def _reference(request: web.Request, *, writing: bool = False) -> tuple[str | None, Digest | None]:
@@ -88,12 +89,17 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
             raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": extra[:200]})
         tags.append(extra)
     descriptor = referrer_descriptor(parsed, digest, len(body)) if parsed.subject else None
+    moves = request.app.get(TAG_MOVES)
+    served_before = await moves.served_tags(request, name, tags) if moves else {}
     await st.put_manifest(name, body, parsed.media_type, digest, tags, parsed.subject, descriptor)
     headers = {
         "Location": f"/v2/{name}/manifests/{digest}",
         "Docker-Content-Digest": str(digest),
         "Content-Length": "0",
     }
+    if served_before and (warning := await moves.moved_tag_warning(
+            request, name, served_before, digest, parsed.media_type, body)):
+        headers["Warning"] = '299 - "' + warning.replace('"', "'") + '"'  # RFC 7234 §5.5
     if parsed.subject:
         headers["OCI-Subject"] = parsed.subject["digest"]
     return web.Response(status=201, headers=headers)

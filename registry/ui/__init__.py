@@ -159,6 +159,7 @@ def setup(app: web.Application) -> None:
     """Add the JSON API and the UI routes."""
     api.setup(app)
     r = app.router
+    r.add_get("/", redirect)  # the registry's root is where a browser lands
     r.add_get("/ui", redirect)
     r.add_get("/ui/", index)
     r.add_get("/ui/style.css", style)

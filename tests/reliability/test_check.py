@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from registry.check import CheckReport, check_storage
 from registry.cli import main
 from storage.base import StorageDriver
-from storage.check import CheckReport, check_storage
 from storage.filesystem import FilesystemDriver
 from storage.references import Digest
 from storage.store import RegistryStore, blob_key

@@ -7,8 +7,8 @@ import asyncio
 
 from aiohttp.test_utils import TestClient
 
+from registry.check import check_storage
 from registry.handlers.common import DRIVER
-from storage.check import check_storage
 from tests.helpers import OCI_MANIFEST, digest_of, image_manifest
 
 CLIENTS = 50

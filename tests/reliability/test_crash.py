@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from storage.check import check_storage
+from registry.check import check_storage
 from storage.filesystem import FilesystemDriver
 from tests.e2e.conftest import Server, start_server
 from tests.helpers import OCI_MANIFEST, digest_of, image_manifest

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.check import check_storage
+from registry.check import check_storage
 from storage.filesystem import FilesystemDriver
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.check import check_storage
+from registry.check import check_storage
 from storage.filesystem import FilesystemDriver
 from tests.helpers import OCI_INDEX, OCI_MANIFEST, digest_of, image_manifest
 from tests.reliability.server import Reply, ThreadedServer

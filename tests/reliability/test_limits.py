@@ -17,7 +17,7 @@ import pytest
 
 import storage.filesystem
 from registry import notary_api
-from storage.check import check_storage
+from registry.check import check_storage
 from storage.filesystem import FilesystemDriver
 from storage.filesystem import _write_all as real_write_all
 from tests.e2e.conftest import Server

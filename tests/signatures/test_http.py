@@ -43,7 +43,8 @@ async def test_refusal_body_and_signature_artifacts_served(registry) -> None:
     resp = await client.get(f"/v2/{NAME}/manifests/v1")
     assert resp.status == 412
     error = (await resp.json())["errors"][0]
-    assert error["code"] == "DENIED" and error["message"] == "The image is not signed by cosign."
+    assert error["code"] == "MANIFEST_UNVERIFIED"
+    assert error["message"] == f"The image is not signed by cosign. Reason: {error['detail']['reason']}."
     assert error["detail"]["reason"].startswith("no signature found") and error["detail"]["digest"] == image["digest"]
     assert (await client.head(f"/v2/{NAME}/manifests/{image['digest']}")).status == 412
     assert (await client.get(f"/v2/{NAME}/manifests/{tag_for(image['digest'], '.sig')}")).status == 404
@@ -104,7 +105,7 @@ async def test_refused_anonymous_head_is_challenged_with_token_auth(registry, tm
     anonymous = await token(f"repository:{NAME}:pull")
     assert (await client.head(by_digest, headers=anonymous)).status == 412
     resp = await client.get(by_digest)  # a pull (GET) still gets the refusal and its reason at once
-    assert resp.status == 412 and (await resp.json())["errors"][0]["code"] == "DENIED"
+    assert resp.status == 412 and (await resp.json())["errors"][0]["code"] == "MANIFEST_UNVERIFIED"
 
 
 async def test_refused_anonymous_head_with_basic_auth_stays_412(registry, tmp_path: Path) -> None:

@@ -51,23 +51,27 @@ def config_file(make_driver, tmp_path: Path) -> Path:
 
 async def test_config_mode_table_and_json(signed_repo: SignedRepo, config_file: Path, capsys) -> None:
     code, out, _ = await run(capsys, "--config", str(config_file), REPO)
-    assert code == 0
+    assert code == 3  # a tag would be refused: non-zero for CI
     check_table(out, signed_repo)
     code, out, _ = await run(capsys, "--config", str(config_file), REPO, "--json")
     api = await (await signed_repo.client.get(f"/api/v1/repositories/{REPO}/tags")).json()
-    assert code == 0 and json.loads(out) == api  # the same reports as the API
+    assert code == 3 and json.loads(out) == api  # the same reports as the API
     code, out, _ = await run(capsys, "--config", str(config_file), f"{REPO}:unsigned", "--json")
-    assert code == 0 and [r["tag"] for r in json.loads(out)] == ["unsigned"]
+    assert code == 3 and [r["tag"] for r in json.loads(out)] == ["unsigned"]
+    code, out, _ = await run(capsys, "--config", str(config_file), f"{REPO}:signed")
+    assert code == 0 and out.rstrip().endswith("served")
 
 
 async def test_url_mode_table_and_json(signed_repo: SignedRepo, capsys, monkeypatch) -> None:
     monkeypatch.setattr("registry.api.cli.PAGE", 2)  # follows the Link header across pages
     code, out, _ = await run(capsys, "--url", signed_repo.url, REPO)
-    assert code == 0
+    assert code == 3
     check_table(out, signed_repo)
+    code, out, _ = await run(capsys, "--url", signed_repo.url, f"{REPO}:signed")
+    assert code == 0
     code, out, _ = await run(capsys, "--url", signed_repo.url, f"{REPO}:moved", "--json")
     report = json.loads(out)
-    assert code == 0 and len(report) == 1 and report[0]["decision"]["served"] is False
+    assert code == 3 and len(report) == 1 and report[0]["decision"]["served"] is False
     assert report[0]["signatures"][0]["status"] == "invalid"
 
 
@@ -91,7 +95,7 @@ async def test_url_mode_logs_in(registry, tmp_path: Path, capsys, monkeypatch) -
     assert code == 1 and "401 authentication required" in err
     monkeypatch.setenv("TRUSTREG_PASSWORD", PASSWORDS["carol"])
     code, out, _ = await run(capsys, "--url", repo.url, "--user", "carol", REPO)
-    assert code == 0
+    assert code == 3
     check_table(out, repo)
     monkeypatch.setenv("TRUSTREG_PASSWORD", PASSWORDS["stranger"])
     code, _, err = await run(capsys, "--url", repo.url, "--user", "stranger", REPO)

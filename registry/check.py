@@ -8,7 +8,8 @@ What is verified, in this order (so a repair of one step is seen by the next):
   content parses as a manifest (a JSON object whose `mediaType`, if any, matches the link), every tag
   holds a digest of an existing revision, every referrer entry names an existing revision;
 - trust data: the committed metadata of every collection is present, matches the checksums recorded at
-  commit, and verifies as a TUF collection of the GUN it was published under.
+  commit, and verifies as a TUF collection of the GUN it was published under; with the trust key
+  passphrase given, every server key decrypts with it.
 
 Repair removes only what is provably broken: old torn temp files, blobs whose bytes do not match their
 digest, and links, tags and referrer entries pointing at missing content. Everything else is reported
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from registry.trust_keys import INSECURE_DEV_PASSPHRASE, decrypts, dev_passphrase_message, is_key_file
 from storage.base import PathNotFoundError, StorageDriver
 from storage.references import ALGORITHMS, Digest, InvalidReferenceError, is_valid_name, is_valid_tag
 from storage.store import blob_key, repo_key
@@ -60,6 +62,7 @@ class CheckReport:
     manifests: int = 0
     tags: int = 0
     collections: int = 0
+    keys: int | None = None  # server keys whose decryption was checked (None: no passphrase, not checked)
 
     @property
     def ok(self) -> bool:
@@ -70,7 +73,9 @@ class CheckReport:
         repaired = sum(p.repaired for p in self.problems)
         return (
             f"checked {self.blobs} blobs, {self.repositories} repositories, {self.manifests} manifests, "
-            f"{self.tags} tags, {self.collections} trust collections: {len(self.problems)} problems"
+            f"{self.tags} tags, {self.collections} trust collections"
+            + (f", {self.keys} trust keys" if self.keys is not None else ", trust keys not checked (no passphrase)")
+            + f": {len(self.problems)} problems"
             + (f", {repaired} repaired" if repaired else "")
         )
 
@@ -99,6 +104,8 @@ class Checker:
         temp_age: float = DEFAULT_TEMP_AGE,
         clock: Callable[[], datetime] = utcnow,
         trust_prefix: str = "trust",
+        passphrase: str | None = None,
+        passphrase_env: str = "TRUSTREG_TRUST_PASSPHRASE",
     ) -> None:
         self.driver = driver
         self.repair = repair
@@ -107,6 +114,8 @@ class Checker:
         self.trust = MetadataStore(driver, trust_prefix)
         self.trust_prefix = trust_prefix.strip("/")
         self.report = CheckReport()
+        self.passphrase = passphrase
+        self.passphrase_env = passphrase_env
 
     async def run(self) -> CheckReport:
         keys = [k async for k in self.driver.walk("")]
@@ -115,6 +124,8 @@ class Checker:
         await self._blobs([k for k in keys if k.startswith("blobs/")])
         await self._repositories([k for k in keys if k.startswith("repositories/")])
         await self._trust([k for k in keys if k.startswith(f"{self.trust_prefix}/")])
+        if self.passphrase is not None:
+            await self._keys([k for k in keys if is_key_file(k)])
         return self.report
 
     # --- helpers -------------------------------------------------------------------------------
@@ -356,6 +367,19 @@ class Checker:
                 verify_trust_data(data, state.gun, self._before_expiry(data, now))
         except TrustError as e:
             await self._problem("bad-trust", where, f"trust data of {state.gun} does not verify: {e}")
+
+    async def _keys(self, keys: list[str]) -> None:
+        """Every server key must decrypt with the passphrase the server is started with."""
+        self.report.keys = len(keys)
+        for key in keys:
+            pem = await self._get(key) or b""
+            if decrypts(pem, self.passphrase or ""):
+                continue
+            if self.passphrase != INSECURE_DEV_PASSPHRASE and decrypts(pem, INSECURE_DEV_PASSPHRASE):
+                await self._problem("dev-passphrase-key", key, dev_passphrase_message(self.passphrase_env))
+            else:
+                await self._problem("undecryptable-key", key,
+                                    f"the passphrase in {self.passphrase_env} does not decrypt this trust key")
 
     @staticmethod
     def _before_expiry(data: StoredTrustData, now: datetime) -> datetime:
