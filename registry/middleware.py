@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +21,7 @@ from storage.store import StoreError
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 error_log = logging.getLogger("trustreg.error")
 REQUEST_ID = web.RequestKey("request_id", str)
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _ID_PREFIX = f"{uuid.uuid4().hex[:12]}-"  # per process; ids are the prefix and a counter (no urandom per request)
 _ids = itertools.count(1)
 
@@ -58,8 +60,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tag each request with an id (the client's `X-Request-Id` or a new one), echoed in the response."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or f"{_ID_PREFIX}{next(_ids):x}"
+    """Tag each request with an id (the client's `X-Request-Id` if it is a plain token, else a new one),
+    echoed in the response; a client's id never carries spaces or control characters into the log."""
+    offered = request.headers.get("X-Request-Id", "")
+    request_id = offered if _CLIENT_ID.fullmatch(offered) else f"{_ID_PREFIX}{next(_ids):x}"
     request[REQUEST_ID] = request_id
     try:
         resp = await handler(request)
