@@ -10,6 +10,9 @@ Rules (a manifest that does not exist never reaches the gate; it is a plain 404)
 - otherwise served only if ANY requirement of the project's `require_any` accepts the manifest; each
   requirement is checked by its `SignatureSource` (trust.sources): Notary (trust.sources.notary),
   cosign (trust.cosign), notation (trust.notation).
+- a manifest requested by digest that is not accepted itself: served if an index of the same
+  repository that lists it is accepted by the same rules (trust.index_verdict: multi-arch images
+  signed once).
 A refusal carries the first requirement's message ("The image is not signed in Notary." / "... by
 cosign." / "... by notation.") and every source's reason in `detail`.
 
@@ -40,6 +43,7 @@ from storage.store import Manifest, RegistryStore
 from trust.collection import VerifiedTargets
 from trust.cosign import CosignSource
 from trust.exemption import SignatureExemption
+from trust.index_verdict import inherited
 from trust.notation import NotationSource
 from trust.policy import ContentTrust, PolicyHolder, Requirement
 from trust.sources import SignatureSource, SourceResult, Subject
@@ -145,13 +149,30 @@ class ContentTrustGate:
             return SERVED
         if _SIGNATURE_HINTS.search(manifest.body) and await self.exemption.exempt(repository, tag, manifest):
             return SERVED
-        subject = Subject(self.store, repository, tag, manifest)
+        verdict = await self._judge(Subject(self.store, repository, tag, manifest), ct)
+        if verdict.served or tag is not None:
+            return verdict
+
+        async def judge_index(index: Manifest) -> tuple[bool, str]:
+            index_verdict = await self._judge(Subject(self.store, repository, None, index), ct)
+            return index_verdict.served, index_verdict.reason
+
+        served, tried = await inherited(self.store, repository, manifest, judge_index)
+        if served:
+            return SERVED
+        if tried:
+            verdict.detail["indexes"] = tried
+        return verdict
+
+    async def _judge(self, subject: Subject, ct: ContentTrust) -> Verdict:
+        """The manifest itself under the project's requirements (no exemption, no inheritance)."""
         refusals: list[tuple[Requirement, SourceResult]] = []
         for requirement in ct.require_any:
             result = await self._check(subject, requirement)
             if result.accepted:
                 if isinstance(result.basis, Verification):
-                    self._remember_acceptance((repository, tag, manifest.digest, len(manifest.body)), result.basis)
+                    key = (subject.repository, subject.tag, subject.manifest.digest, len(subject.manifest.body))
+                    self._remember_acceptance(key, result.basis)
                 return SERVED
             refusals.append((requirement, result))
         return self._refuse(subject, refusals)
