@@ -39,6 +39,8 @@ COSIGN_KEY = "cosign-key"
 X509_CA = "x509-ca"
 X509_SIGNING_AUTHORITY = "x509-signing-authority"  # notation's `signingAuthority` trust store
 X509_TYPES = (X509_CA, X509_SIGNING_AUTHORITY)
+SIGSTORE = "sigstore"  # a Sigstore trusted_root.json (Fulcio CAs, Rekor logs, CT logs, TSAs), for keyless
+BUILTIN = "builtin"  # the public-good trusted root shipped with sigstore-python (never fetched)
 _versions = itertools.count(1)
 
 CosignPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -75,15 +77,26 @@ class TrustRoot:
     name: str
     type: str
     files: tuple[str, ...]
+    require_tlog: bool = True
+    require_sct: bool = True
     _loaded: dict[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def config_path(self) -> str:
-        return f"trust_roots.{self.name}.{'public_keys' if self.type == COSIGN_KEY else 'certificates'}"
+        what = {COSIGN_KEY: "public_keys", SIGSTORE: "trusted_root"}.get(self.type, "certificates")
+        return f"trust_roots.{self.name}.{what}"
 
     def load(self) -> None:
         """Read and parse every file; PolicyError names the key path and the file."""
         if "material" in self._loaded:
+            return
+        if self.type == SIGSTORE:
+            from trust.keyless import load_trusted_root  # sigstore-python is imported only when used
+
+            try:
+                self._loaded["material"] = (load_trusted_root(None if self.files[0] == BUILTIN else self.files[0]),)
+            except (OSError, ValueError) as e:
+                raise PolicyError(f"config error at {self.config_path}: {self.files[0]}: {e}") from e
             return
         items: list[Any] = []
         for i, ref in enumerate(self.files):
@@ -101,6 +114,12 @@ class TrustRoot:
     def certificates(self) -> tuple[TrustedCertificate, ...]:
         self.load()
         return self._loaded["material"] if self.type in X509_TYPES else ()
+
+    @property
+    def sigstore(self) -> Any:
+        """The parsed `sigstore.models.TrustedRoot` of a `sigstore` root."""
+        self.load()
+        return self._loaded["material"][0]
 
 
 def _read(ref: str, where: str) -> bytes:
@@ -218,12 +237,34 @@ class NotaryRequirement:
 
 
 @dataclass(frozen=True)
+class CertificateIdentity:
+    """Who a keyless certificate must name: its OIDC issuer and its subject (SAN), each exactly or by a
+    regular expression matched against the whole value (`re.fullmatch`)."""
+
+    issuer: str | None = None
+    issuer_regexp: str | None = None
+    subject: str | None = None
+    subject_regexp: str | None = None
+
+    def matches(self, issuer: str | None, subjects: list[str]) -> bool:
+        if issuer is None or not _match(issuer, self.issuer, self.issuer_regexp):
+            return False
+        return any(_match(s, self.subject, self.subject_regexp) for s in subjects)
+
+
+def _match(value: str, exact: str | None, pattern: str | None) -> bool:
+    return value == exact if exact is not None else re.fullmatch(str(pattern), value) is not None
+
+
+@dataclass(frozen=True)
 class CosignRequirement:
-    """Signed with cosign (legacy `.sig` or sigstore bundle) by `min_signatures` distinct keys of the root."""
+    """Signed with cosign (legacy `.sig` or sigstore bundle) by `min_signatures` distinct signers: keys of
+    a `cosign-key` root, or (keyless, `sigstore` root) certificates naming one of `identities`."""
 
     trust_root: TrustRoot
     min_signatures: int = 1
     kind: str = "cosign"
+    identities: tuple[CertificateIdentity, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -282,12 +323,13 @@ def _requirement(entry: Any, where: str, ct: ContentTrust, roots: Mapping[str, T
     root = roots.get(name) if isinstance(name, str) else None
     if root is None:
         raise PolicyError(f"config error at {where}.{kind}.trust_root: unknown trust root {name!r}")
-    wanted = (COSIGN_KEY,) if kind == "cosign" else X509_TYPES
+    wanted = (COSIGN_KEY, SIGSTORE) if kind == "cosign" else X509_TYPES
     if root.type not in wanted:
         raise PolicyError(
             f"config error at {where}.{kind}.trust_root: {name!r} is a {root.type}, {kind} needs {' or '.join(wanted)}")
     if kind == "cosign":
-        return CosignRequirement(root, int(body.get("min_signatures", 1)))
+        identities = _identities(body.get("identities"), root, f"{where}.cosign.identities")
+        return CosignRequirement(root, int(body.get("min_signatures", 1)), identities=identities)
     identities = tuple(body.get("identities") or ("*",))
     for i, identity in enumerate(identities):
         try:
@@ -295,6 +337,30 @@ def _requirement(entry: Any, where: str, ct: ContentTrust, roots: Mapping[str, T
         except ValueError as e:
             raise PolicyError(f"config error at {where}.notation.identities[{i}]: {e}") from e
     return NotationRequirement(root, identities)
+
+
+def _identities(raw: Any, root: TrustRoot, where: str) -> tuple[CertificateIdentity, ...]:
+    if root.type != SIGSTORE:
+        if raw:
+            raise PolicyError(f"config error at {where}: identities apply to keyless (sigstore) trust roots only")
+        return ()
+    if not raw:
+        raise PolicyError(f"config error at {where}: a keyless requirement needs at least one identity")
+    out = []
+    for i, entry in enumerate(raw):
+        entry = entry if isinstance(entry, Mapping) else {}
+        for field_name in ("issuer", "subject"):
+            if (entry.get(field_name) is None) == (entry.get(f"{field_name}_regexp") is None):
+                raise PolicyError(f"config error at {where}[{i}]: give {field_name} or {field_name}_regexp (one)")
+            pattern = entry.get(f"{field_name}_regexp")
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except (re.error, TypeError) as e:
+                    raise PolicyError(f"config error at {where}[{i}].{field_name}_regexp: {e}") from e
+        out.append(CertificateIdentity(entry.get("issuer"), entry.get("issuer_regexp"),
+                                       entry.get("subject"), entry.get("subject_regexp")))
+    return tuple(out)
 
 
 def _project(name: str, raw: Mapping[str, Any] | None, roots: Mapping[str, TrustRoot], where: str) -> Project:
@@ -326,9 +392,12 @@ def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[st
     for name, spec in (raw or {}).items():
         spec = spec or {}
         kind = spec.get("type")
+        if kind == SIGSTORE:
+            roots[name] = _sigstore_root(name, spec, base)
+            continue
         if kind not in (COSIGN_KEY, *X509_TYPES):
-            raise PolicyError(f"config error at trust_roots.{name}.type: must be {COSIGN_KEY}, {X509_CA} or "
-                              f"{X509_SIGNING_AUTHORITY}")
+            raise PolicyError(f"config error at trust_roots.{name}.type: must be {COSIGN_KEY}, {SIGSTORE}, "
+                              f"{X509_CA} or {X509_SIGNING_AUTHORITY}")
         listed = spec.get("public_keys" if kind == COSIGN_KEY else "certificates") or []
         if not listed:
             what = "public_keys" if kind == COSIGN_KEY else "certificates"
@@ -336,6 +405,18 @@ def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[st
         files = tuple(f if f.lstrip().startswith("-----BEGIN") else os.path.join(base, f) for f in listed)
         roots[name] = TrustRoot(name, kind, files)
     return roots
+
+
+def _sigstore_root(name: str, spec: Mapping[str, Any], base: str) -> TrustRoot:
+    ref = spec.get("trusted_root")
+    if not isinstance(ref, str) or not ref:
+        raise PolicyError(f"config error at trust_roots.{name}.trusted_root: a path, or {BUILTIN!r}")
+    for option in ("require_tlog", "require_sct"):
+        if spec.get(option, True) is not True:
+            # sigstore-python verifies every bundle's log entry and certificate SCT; trustreg does not
+            # weaken what it verifies, so a root without them is refused rather than half-checked.
+            raise PolicyError(f"config error at trust_roots.{name}.{option}: only true is supported")
+    return TrustRoot(name, SIGSTORE, (ref if ref == BUILTIN else os.path.join(base, ref),))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """Signing like 2026, end to end with the real tools: a multi-arch image whose index alone is signed by
 the real `cosign sign` is pulled by containerd's CRI `PullImage` (the kubelet's path: the tag resolves
-to the index, the platform manifest is fetched by digest), and an unsigned multi-arch image is refused.
+to the index, the platform manifest is fetched by digest), and an unsigned multi-arch image is refused;
+keyless signatures of a private Sigstore instance are checked by the real `cosign verify --trusted-root`
+(the oracle) before trustreg judges them.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +16,8 @@ import grpc
 import pytest
 
 from tests.e2e.conftest_containerd import Containerd, containerd  # noqa: F401  (fixture)
-from tests.e2e.test_signatures import ALICE, CAROL, COSIGN_REFUSAL, Env, cosign_sign, make_env
+from tests.e2e.test_signatures import ALICE, CAROL, COSIGN_FLAGS, COSIGN_REFUSAL, Env, cosign_sign, make_env, tool
+from tests.keyless.sigstore_instance import GITHUB, SigstoreInstance, other_ca
 
 
 @pytest.fixture
@@ -60,3 +65,49 @@ def test_cri_pulls_multiarch_image_whose_index_alone_is_cosign_signed(public_env
     by_digest = e.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"--creds={CAROL[0]}:{CAROL[1]}",
                       f"docker://{addr}/cosigned/multiunsigned@{e.digests['AMD64_MANIFEST']}", check=False)
     assert by_digest.returncode != 0 and COSIGN_REFUSAL in by_digest.stderr, by_digest.stderr
+
+
+RELEASE_REGEXP = r"^https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*$"
+
+
+def cosign_verify_keyless(e: Env, root: Path, ref: str, identity: str = RELEASE_REGEXP,
+                          issuer: str = GITHUB, check: bool = True) -> subprocess.CompletedProcess:
+    """The real `cosign verify` against the private instance's trusted_root.json, as carol (gated)."""
+    return e.run(tool("cosign"), "verify", "--trusted-root", str(root), "--certificate-identity-regexp", identity,
+                 "--certificate-oidc-issuer", issuer, *COSIGN_FLAGS, ref, check=check,
+                 env={"DOCKER_CONFIG": str(e.home / "reader")})
+
+
+def test_keyless_signatures_checked_by_real_cosign_then_served(test_image: Path, tmp_path: Path) -> None:
+    """A private Sigstore instance signs keyless (bundle v0.3 referrer and legacy `.sig`); the real
+    cosign verifies both against its trusted_root.json; trustreg, configured with the same file, serves
+    them, and refuses what cosign refuses too (another identity, an untrusted CA, a missing SCT)."""
+    instance = SigstoreInstance()
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(instance.trusted_root()))
+    identities = [{"issuer": GITHUB, "subject_regexp": RELEASE_REGEXP}]
+    extra = {"trust_roots": {"private-sigstore": {"type": "sigstore", "trusted_root": str(root)}},
+             "projects": {"keyless": {"content_trust": {"enforce": True, "require_any": [
+                 {"cosign": {"trust_root": "private-sigstore", "identities": identities}}]}}}}
+    e = make_env(test_image, tmp_path, extra=extra)
+    try:
+        addr = e.server.addr
+        bundle, legacy = e.push("keyless/bundle"), e.push("keyless/legacy")
+        e.push_artifact("keyless/bundle", instance.bundle(e.subject("keyless/bundle", bundle)))
+        e.push_artifact("keyless/legacy", instance.legacy(legacy))
+        for repo in ("keyless/bundle", "keyless/legacy"):
+            cosign_verify_keyless(e, root, f"{addr}/{repo}:v1")  # the oracle first
+            e.pull(repo)
+        refused = {
+            "keyless/intern": (instance.issue("https://github.com/acme/app/.github/workflows/ci.yml@refs/heads/x"),
+                               "identity not trusted"),
+            "keyless/foreign": (instance.issue(ca=other_ca()), "certificate chain not trusted"),
+            "keyless/nosct": (instance.issue(sct=False), "no valid SCT"),
+        }
+        for repo, (signing, reason) in refused.items():
+            digest = e.push(repo)
+            e.push_artifact(repo, instance.bundle(e.subject(repo, digest), signing))
+            assert cosign_verify_keyless(e, root, f"{addr}/{repo}@{digest}", check=False).returncode != 0
+            assert reason in e.refused(repo, COSIGN_REFUSAL)
+    finally:
+        e.server.stop()
