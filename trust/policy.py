@@ -246,6 +246,9 @@ class CertificateIdentity:
     subject: str | None = None
     subject_regexp: str | None = None
 
+    def as_json(self) -> dict[str, str]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
     def matches(self, issuer: str | None, subjects: list[str]) -> bool:
         if issuer is None or not _match(issuer, self.issuer, self.issuer_regexp):
             return False

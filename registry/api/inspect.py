@@ -128,7 +128,8 @@ def requirement_json(requirement: Any) -> dict[str, Any]:
     for extra in ("identities", "min_signatures"):
         if hasattr(requirement, extra):
             value = getattr(requirement, extra)
-            out[extra] = list(value) if isinstance(value, tuple) else value
+            items = [v.as_json() if hasattr(v, "as_json") else v for v in value] if isinstance(value, tuple) else value
+            out[extra] = items
     return out
 
 

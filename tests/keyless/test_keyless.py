@@ -158,3 +158,13 @@ def test_unreadable_trusted_root(tmp_path: Path) -> None:
         policy.load_trust_roots()
 
 
+
+
+def test_api_shows_identities(root_file) -> None:
+    from registry.api.inspect import project_json
+
+    policy = Policy.from_config(keyless_policy(root_file))
+    shown = json.loads(json.dumps(project_json(policy.project(REPO))))  # JSON-serializable
+    assert shown["content_trust"]["require_any"][0]["identities"] == [
+        {"issuer": GITHUB, "subject_regexp": keyless_policy(root_file)["projects"]["secure"]["content_trust"][
+            "require_any"][0]["cosign"]["identities"][0]["subject_regexp"]}]
