@@ -135,37 +135,49 @@ def pae(payload_type: str, body: bytes) -> bytes:
 
 def verify_bundle(data: bytes, keys: tuple[TrustedKey, ...], root: str, digest: Digest) -> TrustedKey:
     """A sigstore bundle (key-based, DSSE): key hint, signature over the PAE, then the statement."""
+    key, payload_type, body = open_keyed_bundle(data, keys, root)
+    check_signature_statement(payload_type, body, digest)
+    return key
+
+
+def open_keyed_bundle(data: bytes, keys: tuple[TrustedKey, ...], root: str) -> tuple[TrustedKey, str, bytes]:
+    """A key-based sigstore bundle's DSSE envelope, verified: (key, payload type, payload)."""
     try:
         bundle = json.loads(data)
         material = bundle.get("verificationMaterial") or {}
         envelope = bundle["dsseEnvelope"]
-        payload_type = envelope["payloadType"]
-        signatures = envelope["signatures"]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         if isinstance(bundle, dict) and "messageSignature" in bundle:
             raise CosignRefusal("malformed signature: message-signature bundles do not sign an image") from e
         raise CosignRefusal("malformed signature: not a sigstore bundle with a DSSE envelope") from e
     if not isinstance(material, dict) or ("certificate" in material or "x509CertificateChain" in material):
-        raise CosignRefusal("signed by an untrusted key: keyless (certificate) signatures are not supported")
+        raise CosignRefusal(f"signed by an untrusted key: a keyless (certificate) signature; trust root {root!r} "
+                            "holds keys")
     hint = (material.get("publicKey") or {}).get("hint") if isinstance(material.get("publicKey"), dict) else None
+    return verify_envelope(envelope, keys, root, hint if isinstance(hint, str) and hint else None)
+
+
+def verify_envelope(envelope: Any, keys: tuple[TrustedKey, ...], root: str,
+                    hint: str | None = None) -> tuple[TrustedKey, str, bytes]:
+    """A DSSE envelope signed by a key of the root (the one `hint` names, if given)."""
+    try:
+        payload_type, signatures = str(envelope["payloadType"]), envelope["signatures"]
+    except (KeyError, TypeError) as e:
+        raise CosignRefusal("malformed signature: not a DSSE envelope") from e
     candidates = keys
-    if isinstance(hint, str) and hint:
+    if hint:
         candidates = tuple(k for k in keys if k.key_id == hint)
         if not candidates:
             raise CosignRefusal(f"signed by an untrusted key: key {hint} is not in trust root {root!r}")
     body = _b64(envelope.get("payload"), "DSSE payload")
-    message = pae(str(payload_type), body)
-    key = None
+    message = pae(payload_type, body)
     for entry in signatures if isinstance(signatures, list) else []:
         if isinstance(entry, dict):
             key = _first_key(candidates, _b64(entry.get("sig"), "DSSE signature"), message)
             if key is not None:
-                break
-    if key is None:
-        which = f"key {hint}" if hint else f"no key of trust root {root!r}"
-        raise CosignRefusal(f"signature does not verify: {which} verifies the DSSE envelope")
-    check_signature_statement(payload_type, body, digest)
-    return key
+                return key, payload_type, body
+    which = f"key {hint}" if hint else f"no key of trust root {root!r}"
+    raise CosignRefusal(f"signature does not verify: {which} verifies the DSSE envelope")
 
 
 def statement_about(payload_type: str, body: bytes, digest: Digest) -> dict[str, Any]:

@@ -9,7 +9,8 @@ Rules (a manifest that does not exist never reaches the gate; it is a plain 404)
   (trust.exemption): served;
 - otherwise served only if ANY requirement of the project's `require_any` accepts the manifest; each
   requirement is checked by its `SignatureSource` (trust.sources): Notary (trust.sources.notary),
-  cosign (trust.cosign), notation (trust.notation).
+  cosign (trust.cosign, keyless in trust.keyless), notation (trust.notation); and EVERY entry of
+  `attestations` accepts it (trust.attestations), each verdict cached like a signature verdict.
 - a manifest requested by digest that is not accepted itself: served if an index of the same
   repository that lists it is accepted by the same rules (trust.index_verdict: multi-arch images
   signed once).
@@ -40,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage.store import Manifest, RegistryStore
+from trust.attestations import AttestationSource
 from trust.collection import VerifiedTargets
 from trust.cosign import CosignSource
 from trust.exemption import SignatureExemption
@@ -106,6 +108,7 @@ class ContentTrustGate:
             "notary": self.notary,
             "cosign": CosignSource(store),
             "notation": NotationSource(store, lambda: self.clock()),
+            "attestation": AttestationSource(store),
             **(sources or {}),
         }
 
@@ -170,12 +173,18 @@ class ContentTrustGate:
         for requirement in ct.require_any:
             result = await self._check(subject, requirement)
             if result.accepted:
-                if isinstance(result.basis, Verification):
-                    key = (subject.repository, subject.tag, subject.manifest.digest, len(subject.manifest.body))
-                    self._remember_acceptance(key, result.basis)
-                return SERVED
+                break
             refusals.append((requirement, result))
-        return self._refuse(subject, refusals)
+        else:
+            return self._refuse(subject, refusals)
+        for attestation in ct.attestations:  # AND every attestation entry
+            attested = await self._check(subject, attestation)
+            if not attested.accepted:
+                return self._refuse(subject, [(attestation, attested)])
+        if isinstance(result.basis, Verification):
+            key = (subject.repository, subject.tag, subject.manifest.digest, len(subject.manifest.body))
+            self._remember_acceptance(key, result.basis)
+        return SERVED
 
     def remembered(self, repository: str, tag: str | None, manifest: Manifest) -> bool:
         """Whether a Notary acceptance of this (repository, tag, manifest) still holds: the cheap,

@@ -283,7 +283,19 @@ class NotationRequirement:
         return tuple(parse_identity(i) for i in self.identities)
 
 
-Requirement = NotaryRequirement | CosignRequirement | NotationRequirement
+@dataclass(frozen=True)
+class AttestationRequirement:
+    """An in-toto attestation of `predicate_type` about the manifest, signed as ANY of `signed_by`
+    requires, whose CEL `policy` over `predicate` and `statement` is true (trust.attestations)."""
+
+    name: str
+    predicate_type: str
+    signed_by: tuple[CosignRequirement, ...]
+    policy: str = "true"
+    kind: str = "attestation"
+
+
+Requirement = NotaryRequirement | CosignRequirement | NotationRequirement | AttestationRequirement
 
 
 @dataclass(frozen=True)
@@ -293,6 +305,7 @@ class ContentTrust:
     root_keys: frozenset[str] = frozenset()
     inherit_index: bool = True
     require_any: tuple[Requirement, ...] = (NotaryRequirement(),)
+    attestations: tuple[AttestationRequirement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -381,12 +394,37 @@ def _project(name: str, raw: Mapping[str, Any] | None, roots: Mapping[str, Trust
                      for i, e in enumerate(listed))
     else:
         reqs = (NotaryRequirement(ct.signers, ct.root_keys, ct.inherit_index),)
+    attestations = tuple(_attestation(e, f"{where}.content_trust.attestations[{i}]", ct, roots)
+                         for i, e in enumerate(ct_raw.get("attestations") or ()))
     return Project(
         name=name,
         public=bool(raw.get("public", False)),
         members={user: frozenset(actions) for user, actions in (raw.get("members") or {}).items()},
-        content_trust=ContentTrust(ct.enforce, ct.signers, ct.root_keys, ct.inherit_index, reqs),
+        content_trust=ContentTrust(ct.enforce, ct.signers, ct.root_keys, ct.inherit_index, reqs, attestations),
     )
+
+
+def _attestation(raw: Any, where: str, ct: ContentTrust, roots: Mapping[str, TrustRoot]) -> AttestationRequirement:
+    raw = raw if isinstance(raw, Mapping) else {}
+    name, predicate_type = raw.get("name"), raw.get("predicate_type")
+    if not isinstance(name, str) or not name or not isinstance(predicate_type, str) or not predicate_type:
+        raise PolicyError(f"config error at {where}: name and predicate_type are required")
+    signed_by = []
+    for i, entry in enumerate(raw.get("signed_by") or ()):
+        requirement = _requirement(entry, f"{where}.signed_by[{i}]", ct, roots)
+        if not isinstance(requirement, CosignRequirement):
+            raise PolicyError(f"config error at {where}.signed_by[{i}]: attestations are signed with cosign")
+        signed_by.append(requirement)
+    if not signed_by:
+        raise PolicyError(f"config error at {where}.signed_by: at least one signer is needed")
+    policy = raw.get("policy", "true")
+    from trust.attestations import compile_policy  # the CEL library is imported only when used
+
+    try:
+        compile_policy(str(policy))
+    except ValueError as e:
+        raise PolicyError(f"config error at {where}.policy: {e}") from e
+    return AttestationRequirement(name, predicate_type, tuple(signed_by), str(policy))
 
 
 def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[str, TrustRoot]:

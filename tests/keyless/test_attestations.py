@@ -1,0 +1,184 @@
+"""Attestations through the gate: cosign `.att` (DSSE) and bundle referrers (key-based and keyless), the
+predicate type, the subject binding, `signed_by`, the CEL policy, and every refusal reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.helpers import OCI_CONFIG, OCI_MANIFEST, descriptor, digest_of
+from tests.keyless.conftest import keyless_policy
+from tests.keyless.sigstore_instance import GITHUB
+from tests.signatures.conftest import REPO
+from tests.signatures.factory import (
+    BUNDLE,
+    Artifact,
+    b64,
+    cosign_legacy,
+    cosign_sign,
+    ec_key,
+    key_hint,
+    pae,
+    public_pem,
+    referrer,
+    tag_for,
+)
+from trust.policy import Policy, PolicyError
+
+SLSA = "https://slsa.dev/provenance/v1"
+DSSE = "application/vnd.dsse.envelope.v1+json"
+IN_TOTO = "application/vnd.in-toto+json"
+BUILDER = "https://github.com/acme/builder@v1"
+POLICY = f'predicate.runDetails.builder.id == "{BUILDER}"'
+
+
+def slsa_statement(digest: str, builder: str = BUILDER, predicate_type: str = SLSA) -> bytes:
+    alg, hexd = digest.split(":")
+    return json.dumps({"_type": "https://in-toto.io/Statement/v1",
+                       "subject": [{"name": "registry.example/secure/app", "digest": {alg: hexd}}],
+                       "predicateType": predicate_type,
+                       "predicate": {"buildDefinition": {"buildType": "https://acme.test/build/v1"},
+                                     "runDetails": {"builder": {"id": builder}}}}).encode()
+
+
+def att(digest: str, key: Any, body: bytes | None = None) -> Artifact:
+    """cosign's legacy `.att` manifest: one DSSE envelope layer with the predicateType annotation."""
+    body = body if body is not None else slsa_statement(digest)
+    envelope = json.dumps({"payloadType": IN_TOTO, "payload": b64(body),
+                           "signatures": [{"keyid": "", "sig": b64(cosign_sign(key, pae(IN_TOTO, body)))}]}).encode()
+    config = json.dumps({"architecture": "", "os": "", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [digest_of(envelope)]}}).encode()
+    predicate = json.loads(body)["predicateType"]
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
+                "layers": [descriptor(DSSE, envelope, annotations={"predicateType": predicate})]}
+    return Artifact(json.dumps(manifest).encode(), [config, envelope], tag_for(digest, ".att"))
+
+
+def att_bundle(subject: dict[str, Any], key: Any, body: bytes | None = None) -> Artifact:
+    """A key-based sigstore bundle referrer carrying an attestation (cosign 3 `attest`)."""
+    body = body if body is not None else slsa_statement(subject["digest"])
+    bundle = json.dumps({"mediaType": BUNDLE, "verificationMaterial": {"publicKey": {"hint": key_hint(key)}},
+                         "dsseEnvelope": {"payload": b64(body), "payloadType": IN_TOTO,
+                                          "signatures": [{"sig": b64(cosign_sign(key, pae(IN_TOTO, body)))}]}})
+    return referrer(BUNDLE, subject, bundle.encode(), BUNDLE, {"dev.sigstore.bundle.content": "dsse-envelope",
+                                                              "dev.sigstore.bundle.predicateType": SLSA})
+
+
+def attested_policy(ci_pem: str, policy: str = POLICY, signed_by: list[dict[str, Any]] | None = None,
+                    extra_roots: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"trust_roots": {"ci": {"type": "cosign-key", "public_keys": [ci_pem]}, **(extra_roots or {})},
+            "projects": {"secure": {"content_trust": {
+                "enforce": True, "require_any": [{"cosign": {"trust_root": "ci"}}],
+                "attestations": [{"name": "provenance", "predicate_type": SLSA,
+                                  "signed_by": signed_by or [{"cosign": {"trust_root": "ci"}}], "policy": policy}]}}}}
+
+
+async def signed_image(registry_store, key, tag: str = "v1"):
+    image = await registry_store.image(tag)
+    await registry_store.push(cosign_legacy(image.digest, [key]))
+    return image
+
+
+@pytest.mark.parametrize("form", ["att", "bundle"])
+async def test_signed_and_attested_image_served(registry_store, make_gate, form) -> None:
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    gate = make_gate(attested_policy(public_pem(key)))
+    refused = await gate.decide(REPO, "v1", image.manifest)  # signed, not yet attested
+    assert not refused.served and refused.code == "no provenance attestation", refused.reason
+    assert refused.message == "The image does not carry the attestations the policy requires."
+    await registry_store.push(att(image.digest, key) if form == "att" else att_bundle(image.subject, key))
+    assert (await gate.decide(REPO, "v1", image.manifest)).served  # the new attestation is seen at once
+    hits = gate.cache_hits
+    assert (await gate.decide(REPO, "v1", image.manifest)).served
+    assert gate.cache_hits == hits + 2  # the signature and the attestation verdicts both cached
+
+
+async def test_attestation_alone_is_not_a_signature(registry_store, make_gate) -> None:
+    key = ec_key()
+    image = await registry_store.image()
+    await registry_store.push(att(image.digest, key))
+    verdict = await make_gate(attested_policy(public_pem(key))).decide(REPO, "v1", image.manifest)
+    assert not verdict.served and verdict.code == "no signature found", verdict.reason
+
+
+async def refusal(registry_store, make_gate, artifact_for, **policy: Any) -> str:
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    await registry_store.push(artifact_for(image, key))
+    verdict = await make_gate(attested_policy(public_pem(key), **policy)).decide(REPO, "v1", image.manifest)
+    assert not verdict.served
+    return verdict.reason
+
+
+async def test_wrong_predicate_type(registry_store, make_gate) -> None:
+    reason = await refusal(registry_store, make_gate, lambda i, k: att(
+        i.digest, k, slsa_statement(i.digest, predicate_type="https://slsa.dev/provenance/v0.2")))
+    assert reason.startswith("no provenance attestation"), reason
+
+
+async def test_policy_false(registry_store, make_gate) -> None:
+    reason = await refusal(registry_store, make_gate,
+                           lambda i, k: att(i.digest, k, slsa_statement(i.digest, "https://evil.test/builder")))
+    assert reason == f"provenance policy false: {POLICY}"
+
+
+async def test_policy_over_statement(registry_store, make_gate) -> None:
+    expression = 'statement.subject.exists(s, s.name.startsWith("registry.example/"))'
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    await registry_store.push(att(image.digest, key))
+    assert (await make_gate(attested_policy(public_pem(key), expression)).decide(REPO, "v1", image.manifest)).served
+
+
+async def test_attestation_for_another_digest(registry_store, make_gate) -> None:
+    other = "sha256:" + "d" * 64
+    reason = await refusal(registry_store, make_gate, lambda i, k: att(i.digest, k, slsa_statement(other)))
+    assert reason.startswith("provenance attestation for another digest"), reason
+
+
+async def test_attestation_signed_by_an_untrusted_key(registry_store, make_gate) -> None:
+    reason = await refusal(registry_store, make_gate, lambda i, k: att(i.digest, ec_key()))
+    assert reason.startswith("provenance attestation signed by an untrusted key"), reason
+
+
+async def test_keyless_attestation(registry_store, make_gate, sigstore, root_file) -> None:
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    keyless = keyless_policy(root_file)["trust_roots"]
+    identities = [{"issuer": GITHUB, "subject_regexp": "^https://github.com/acme/.*$"}]
+    config = attested_policy(public_pem(key), signed_by=[{"cosign": {"trust_root": "corp", "identities": identities}}],
+                             extra_roots=keyless)
+    gate = make_gate(config)
+    await registry_store.push(att(image.digest, key))  # keyed: not what signed_by asks for
+    refused = await gate.decide(REPO, "v1", image.manifest)
+    assert refused.code == "provenance attestation signed by an untrusted key", refused.reason
+    await registry_store.push(sigstore.bundle(image.subject, body=slsa_statement(image.digest)))
+    assert (await gate.decide(REPO, "v1", image.manifest)).served
+
+
+async def test_attested_index_covers_its_platforms(registry_store, make_gate) -> None:
+    from tests.signatures.test_multiarch import push_index
+
+    key = ec_key()
+    amd64 = await registry_store.image("amd64")
+    index = await push_index(registry_store, [amd64])
+    await registry_store.push(cosign_legacy(index.digest, [key]))
+    gate = make_gate(attested_policy(public_pem(key)))
+    assert not (await gate.decide(REPO, None, amd64.manifest)).served
+    await registry_store.push(att(index.digest, key))
+    assert (await gate.decide(REPO, None, amd64.manifest)).served
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"policy": "predicate.("}, "not a CEL expression"),
+    ({"signed_by": [{"notation": {"trust_root": "ci"}}]}, "signed_by"),
+    ({"signed_by": []}, "signed_by"),
+])
+def test_configuration_errors(change, message) -> None:
+    config = attested_policy(public_pem(ec_key()))
+    config["projects"]["secure"]["content_trust"]["attestations"][0].update(change)
+    with pytest.raises(PolicyError, match=message):
+        Policy.from_config(config)
