@@ -11,6 +11,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -109,5 +110,53 @@ def test_keyless_signatures_checked_by_real_cosign_then_served(test_image: Path,
             e.push_artifact(repo, instance.bundle(e.subject(repo, digest), signing))
             assert cosign_verify_keyless(e, root, f"{addr}/{repo}@{digest}", check=False).returncode != 0
             assert reason in e.refused(repo, COSIGN_REFUSAL)
+    finally:
+        e.server.stop()
+
+
+SLSA_PREDICATE = {"buildDefinition": {"buildType": "https://acme.test/build/v1", "externalParameters": {}},
+                  "runDetails": {"builder": {"id": "https://github.com/acme/builder@v1"}}}
+PROVENANCE_POLICY = 'predicate.runDetails.builder.id == "https://github.com/acme/builder@v1"'
+
+
+def cosign_attest(e: Env, key: str, ref: str, predicate: dict[str, Any], *extra: str) -> None:
+    """The real `cosign attest --key` with an SLSA v1 predicate, offline (no transparency log)."""
+    path = e.home / f"predicate-{abs(hash(json.dumps(predicate)))}.json"
+    path.write_text(json.dumps(predicate))
+    e.run(tool("cosign"), "attest", "--key", str(e.keys / f"{key}.key"), "--type", "slsaprovenance1",
+          "--predicate", str(path), "--use-signing-config=false", "--tlog-upload=false", *COSIGN_FLAGS, "-y",
+          *extra, ref, env={"COSIGN_PASSWORD": "e2e"})
+
+
+def test_real_cosign_attestations_under_a_cel_policy(test_image: Path, tmp_path: Path) -> None:
+    """`cosign sign` + `cosign attest` (legacy `.att` and bundle formats) with the trusted key: served; a
+    provenance from another builder: refused by the CEL policy; no provenance: refused."""
+    extra = {"projects": {"attested": {"content_trust": {
+        "enforce": True, "require_any": [{"cosign": {"trust_root": "ci"}}],
+        "attestations": [{"name": "provenance", "predicate_type": "https://slsa.dev/provenance/v1",
+                          "signed_by": [{"cosign": {"trust_root": "ci"}}], "policy": PROVENANCE_POLICY}]}}}}
+    e = make_env(test_image, tmp_path, extra=extra)
+    try:
+        addr = e.server.addr
+        images = {repo: e.push(f"attested/{repo}") for repo in ("legacy", "bundle", "otherbuilder", "none")}
+        for repo, digest in images.items():
+            ref = f"{addr}/attested/{repo}@{digest}"
+            cosign_sign(e, "ci", ref, "--new-bundle-format=false")
+            if repo == "legacy":
+                cosign_attest(e, "ci", ref, SLSA_PREDICATE, "--new-bundle-format=false")
+            elif repo == "bundle":
+                cosign_attest(e, "ci", ref, SLSA_PREDICATE)
+            elif repo == "otherbuilder":
+                cosign_attest(e, "ci", ref, {**SLSA_PREDICATE, "runDetails": {"builder": {"id": "https://evil.test"}}},
+                              "--new-bundle-format=false")
+        assert e.http("GET", f"/v2/attested/legacy/manifests/{images['legacy'].replace(':', '-')}.att")
+        referrers = json.loads(e.http("GET", f"/v2/attested/bundle/referrers/{images['bundle']}"))["manifests"]
+        assert [r.get("artifactType", "").startswith("application/vnd.dev.sigstore.bundle") for r in referrers] == [
+            True], referrers
+        for repo in ("legacy", "bundle"):
+            e.pull(f"attested/{repo}")
+        refusal = "The image does not carry the attestations the policy requires."
+        assert f"provenance policy false: {PROVENANCE_POLICY}" in e.refused("attested/otherbuilder", refusal)
+        assert "no provenance attestation" in e.refused("attested/none", refusal)
     finally:
         e.server.stop()
