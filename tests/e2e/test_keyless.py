@@ -160,3 +160,30 @@ def test_real_cosign_attestations_under_a_cel_policy(test_image: Path, tmp_path:
         assert "no provenance attestation" in e.refused("attested/none", refusal)
     finally:
         e.server.stop()
+
+
+def test_cri_pulls_keyless_signed_multiarch_image(test_image: Path, tmp_path: Path,
+                                                 containerd: Containerd) -> None:  # noqa: F811
+    """The index alone is signed keyless (a bundle of the private Sigstore instance, checked by the real
+    cosign first); the kubelet's PullImage of the tag succeeds, of an unsigned multi-arch image fails."""
+    instance = SigstoreInstance()
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(instance.trusted_root()))
+    extra = {"trust_roots": {"private-sigstore": {"type": "sigstore", "trusted_root": str(root)}},
+             "projects": {"keyless": {"public": True, "content_trust": {"enforce": True, "require_any": [
+                 {"cosign": {"trust_root": "private-sigstore",
+                             "identities": [{"issuer": GITHUB, "subject_regexp": RELEASE_REGEXP}]}}]}}}}
+    e = make_env(test_image, tmp_path, extra=extra)
+    try:
+        addr = e.server.addr
+        plain_http(containerd, addr)
+        index = push_multi(e, "keyless/multi")
+        push_multi(e, "keyless/multiunsigned")
+        e.push_artifact("keyless/multi", instance.bundle(e.subject("keyless/multi", index)))
+        cosign_verify_keyless(e, root, f"{addr}/keyless/multi@{index}")
+        assert containerd.cri_pull(f"{addr}/keyless/multi:v1") == e.digests["AMD64_CONFIG"]
+        with pytest.raises(grpc.RpcError) as refused:
+            containerd.cri_pull(f"{addr}/keyless/multiunsigned:v1")
+        assert "412" in str(refused.value), refused.value
+    finally:
+        e.server.stop()
