@@ -182,3 +182,55 @@ def test_configuration_errors(change, message) -> None:
     config["projects"]["secure"]["content_trust"]["attestations"][0].update(change)
     with pytest.raises(PolicyError, match=message):
         Policy.from_config(config)
+
+
+README_CONFIG = """
+trust_roots:
+  public-good: {type: sigstore, trusted_root: builtin}
+  corp:        {type: sigstore, trusted_root: corp.json}
+  ci-cosign:   {type: cosign-key, public_keys: [ci.pub]}
+projects:
+  secure:
+    content_trust:
+      enforce: true
+      require_any:
+        - cosign:
+            trust_root: public-good
+            identities:
+              - issuer: https://token.actions.githubusercontent.com
+                subject_regexp: ^https://github\\\\.com/acme/app/\\\\.github/workflows/release\\\\.yml@refs/tags/v.*$
+      attestations:
+        - name: provenance
+          predicate_type: https://slsa.dev/provenance/v1
+          signed_by:
+            - cosign: {trust_root: ci-cosign}
+            - cosign: {trust_root: corp, identities: [{issuer_regexp: .*, subject: ci@acme.test}]}
+          policy: 'predicate.runDetails.builder.id == "https://github.com/acme/builder@v1"'
+"""
+
+
+def test_readme_configuration_loads(tmp_path, sigstore) -> None:
+    from config.loader import load_settings
+
+    (tmp_path / "corp.json").write_text(json.dumps(sigstore.trusted_root()))
+    (tmp_path / "ci.pub").write_text(public_pem(ec_key()))
+    (tmp_path / "registry.yaml").write_text(README_CONFIG)
+    settings = load_settings(str(tmp_path / "registry.yaml"), environ={})
+    policy = Policy.from_config(settings.raw, str(tmp_path))
+    policy.load_trust_roots()
+    ct = policy.project("secure/app").content_trust
+    assert ct.require_any[0].identities[0].issuer == GITHUB
+    assert [r.trust_root.name for r in ct.attestations[0].signed_by] == ["ci-cosign", "corp"]
+
+
+@pytest.mark.parametrize(("root", "message"), [
+    ({"type": "sigstore"}, "trusted_root"),
+    ({"type": "sigstore", "trusted_root": "x.json", "public_keys": ["k"]}, "trust_roots.corp"),
+    ({"type": "cosign-key", "public_keys": ["k"], "trusted_root": "x.json"}, "trust_roots.corp"),
+    ({"type": "x509-ca", "certificates": ["c"], "require_sct": False}, "trust_roots.corp"),
+])
+def test_schema_refuses_mixed_trust_roots(root, message) -> None:
+    from config.loader import ConfigError, parse_settings
+
+    with pytest.raises(ConfigError, match=message):
+        parse_settings({"trust_roots": {"corp": root}})
