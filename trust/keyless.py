@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -72,8 +73,7 @@ def certificate_identity(cert: x509.Certificate) -> tuple[str | None, list[str]]
     issuer = None
     for ext in cert.extensions:
         if ext.oid == OIDC_ISSUER_V2 and isinstance(ext.value, x509.UnrecognizedExtension):
-            raw = ext.value.value  # UTF8String: tag 0x0c, short length
-            issuer = raw[2:].decode(errors="replace") if raw[:1] == b"\x0c" and len(raw) >= 2 else None
+            issuer = _utf8_string(ext.value.value)
             break
         if ext.oid == OIDC_ISSUER_V1 and isinstance(ext.value, x509.UnrecognizedExtension):
             issuer = ext.value.value.decode(errors="replace")
@@ -86,6 +86,21 @@ def certificate_identity(cert: x509.Certificate) -> tuple[str | None, list[str]]
     except x509.ExtensionNotFound:
         pass
     return issuer, sans
+
+
+def _utf8_string(der: bytes) -> str | None:
+    """A DER UTF8String's text; None if `der` is not exactly one."""
+    if len(der) < 2 or der[0] != 0x0C:
+        return None
+    length, start = der[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 2:
+            return None
+        length, start = int.from_bytes(der[2:2 + count], "big"), 2 + count
+    if start + length != len(der):
+        return None
+    return der[start:].decode(errors="replace")
 
 
 def check_identity(cert: x509.Certificate, identities: tuple[CertificateIdentity, ...]) -> str:
@@ -113,10 +128,16 @@ def verify_bundle(data: bytes, root: TrustedRoot,
     if bundle._dsse_envelope is None:
         raise KeylessRefusal("malformed signature: message-signature bundles do not sign an image")
     try:
-        payload_type, payload = Verifier(trusted_root=root).verify_dsse(bundle, _IdentityPolicy(identities))
+        payload_type, payload = _verifier(root).verify_dsse(bundle, _IdentityPolicy(identities))
     except (SigstoreError, ValueError) as e:
         raise KeylessRefusal(_verification_reason(e)) from e
     return payload_type, payload, check_identity(bundle.signing_certificate, identities)
+
+
+@lru_cache(maxsize=32)
+def _verifier(root: TrustedRoot) -> Verifier:
+    """One sigstore-python verifier per loaded root (a reload loads a new root object)."""
+    return Verifier(trusted_root=root)
 
 
 class _IdentityPolicy:

@@ -113,7 +113,7 @@ class SigstoreInstance:
         key = ec.generate_private_key(ec.SECP256R1())
         san: x509.GeneralName = (x509.RFC822Name(subject) if "@" in subject and "://" not in subject
                                  else x509.UniformResourceIdentifier(subject))
-        issuer_der = b"\x0c" + bytes([len(issuer)]) + issuer.encode()
+        issuer_der = b"\x0c" + _der_length(len(issuer.encode())) + issuer.encode()
         builder = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca_cert.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(when).not_valid_after(when + lifetime)

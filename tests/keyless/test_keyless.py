@@ -60,6 +60,15 @@ async def test_email_identity_exact(registry_store, make_gate, sigstore, root_fi
     assert verdict.reason == f"identity not trusted: release@acme.test (issuer {GITLAB})"
 
 
+async def test_long_issuer(registry_store, make_gate, sigstore, root_file) -> None:
+    """An issuer URL over 127 bytes (DER long-form length in the Fulcio extension) still matches."""
+    issuer = "https://oidc.example.test/" + "tenant/" * 30
+    image = await registry_store.image()
+    await registry_store.push(sigstore.bundle(image.subject, sigstore.issue(RELEASE, issuer)))
+    identities = [{"issuer": issuer, "subject": RELEASE}]
+    assert (await make_gate(keyless_policy(root_file, identities)).decide(REPO, "v1", image.manifest)).served
+
+
 @pytest.mark.parametrize("form", ["bundle", "legacy"])
 async def test_wrong_issuer(registry_store, make_gate, sigstore, root_file, form) -> None:
     signing = sigstore.issue(RELEASE, "https://accounts.google.com")
