@@ -38,7 +38,7 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.models import Bundle, InvalidBundle, TrustedRoot
 from sigstore.verify import Verifier
 
-from trust.policy import CertificateIdentity
+from trust.identities import CertificateIdentity
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
