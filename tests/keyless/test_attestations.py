@@ -234,3 +234,28 @@ def test_schema_refuses_mixed_trust_roots(root, message) -> None:
 
     with pytest.raises(ConfigError, match=message):
         parse_settings({"trust_roots": {"corp": root}})
+
+
+async def test_inspection_shows_attestations_and_their_verdicts(registry_store, make_gate) -> None:
+    """`trustreg trust inspect` / `/api/v1` / the UI: the policy's attestations, and per tag one verdict
+    per requirement (signature and attestation) besides the gate's decision."""
+    from registry.api.inspect import Inspector, project_json
+
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    gate = make_gate(attested_policy(public_pem(key)))
+    inspector = Inspector(registry_store.store, gate, gate.policy)
+    shown = project_json(gate.policy.current.project(REPO))["content_trust"]["attestations"]
+    assert shown == [{"name": "provenance", "predicate_type": SLSA, "policy": POLICY,
+                      "signed_by": [{"source": "cosign", "trust_root": "ci", "identities": [], "min_signatures": 1}]}]
+    report = (await inspector.tag(REPO, "v1")).to_json()
+    by_source = {s["source"]: s for s in report["signatures"]}
+    assert by_source["cosign"]["status"] == "signed"
+    assert by_source["attestation"]["status"] == "invalid"
+    assert by_source["attestation"]["reason"].startswith("no provenance attestation")
+    assert not report["decision"]["served"]
+    await registry_store.push(att(image.digest, key))
+    report = (await inspector.tag(REPO, "v1")).to_json()
+    attestation = next(s for s in report["signatures"] if s["source"] == "attestation")
+    assert attestation["status"] == "signed" and attestation["keyids"] == [key_hint(key)]
+    assert report["decision"]["served"]

@@ -177,3 +177,16 @@ def test_api_shows_identities(root_file) -> None:
     assert shown["content_trust"]["require_any"][0]["identities"] == [
         {"issuer": GITHUB, "subject_regexp": keyless_policy(root_file)["projects"]["secure"]["content_trust"][
             "require_any"][0]["cosign"]["identities"][0]["subject_regexp"]}]
+
+
+async def test_inspection_shows_the_signer_identity(registry_store, make_gate, sigstore, root_file) -> None:
+    from registry.api.inspect import Inspector
+
+    image = await registry_store.image()
+    await registry_store.push(sigstore.bundle(image.subject))
+    gate = make_gate(keyless_policy(root_file))
+    report = (await Inspector(registry_store.store, gate, gate.policy).tag(REPO, "v1")).to_json()
+    cosign = [s for s in report["signatures"] if s["source"] == "cosign"]
+    assert cosign == [{"source": "cosign", "status": "signed", "signer": "trust root corp",
+                       "keyids": [RELEASE], "expires": "", "reason": ""}]
+    assert report["decision"]["served"]
