@@ -54,10 +54,11 @@ def compile_policy(expression: str) -> celpy.Runner:
 
 def policy_holds(expression: str, statement: dict[str, Any]) -> bool:
     """Whether the CEL `expression` is true over `predicate` and `statement` (errors are false)."""
-    activation = {"statement": celpy.json_to_cel(statement), "predicate": celpy.json_to_cel(statement.get("predicate"))}
     try:
+        activation = {"statement": celpy.json_to_cel(statement),
+                      "predicate": celpy.json_to_cel(statement.get("predicate"))}
         result = compile_policy(expression).evaluate(activation)
-    except (celpy.CELEvalError, TypeError, ValueError):
+    except (celpy.CELEvalError, TypeError, ValueError, RecursionError):
         return False
     return isinstance(result, celpy.celtypes.BoolType) and bool(result)
 
@@ -77,7 +78,7 @@ def _claimed_predicate(candidate: _Candidate) -> str | None:
         envelope = doc if candidate.form == "att" else doc["dsseEnvelope"]
         statement = json.loads(base64.b64decode(envelope["payload"]))
         return str(statement["predicateType"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -93,7 +94,7 @@ def _verify_signer(candidate: _Candidate, requirement: CosignRequirement) -> tup
     if candidate.form == "att":
         try:
             envelope = json.loads(candidate.data)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise CosignRefusal("malformed signature: not a DSSE envelope") from e
         key, payload_type, body = verify_envelope(envelope, root.keys, root.name)
     else:

@@ -102,7 +102,7 @@ def check_simple_signing(payload: bytes, digest: Digest) -> None:
         doc = json.loads(payload)
         critical = doc["critical"]
         claimed, kind = critical["image"]["docker-manifest-digest"], critical["type"]
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise CosignRefusal("malformed signature: the payload is not a simple-signing document") from e
     if kind != SIMPLE_SIGNING_TYPE:
         raise CosignRefusal(f"malformed signature: payload type {kind!r} is not {SIMPLE_SIGNING_TYPE!r}")
@@ -146,7 +146,7 @@ def open_keyed_bundle(data: bytes, keys: tuple[TrustedKey, ...], root: str) -> t
         bundle = json.loads(data)
         material = bundle.get("verificationMaterial") or {}
         envelope = bundle["dsseEnvelope"]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         if isinstance(bundle, dict) and "messageSignature" in bundle:
             raise CosignRefusal("malformed signature: message-signature bundles do not sign an image") from e
         raise CosignRefusal("malformed signature: not a sigstore bundle with a DSSE envelope") from e
@@ -188,7 +188,7 @@ def statement_about(payload_type: str, body: bytes, digest: Digest) -> dict[str,
         statement = json.loads(body)
         kind, subjects = statement["_type"], statement["subject"]
         signed = [s["digest"].get(digest.algorithm) for s in subjects]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise CosignRefusal("malformed signature: the payload is not an in-toto statement") from e
     if kind not in IN_TOTO_STATEMENTS:
         raise CosignRefusal(f"malformed signature: statement type {kind!r}")
@@ -202,7 +202,7 @@ def check_signature_statement(payload_type: str, body: bytes, digest: Digest) ->
     """A cosign signature statement (predicate `cosign/sign/v1`) about `digest`."""
     try:
         predicate = json.loads(body).get("predicateType") if payload_type == IN_TOTO_PAYLOAD else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         predicate = None
     if predicate is not None and predicate != COSIGN_SIGN_PREDICATE:
         raise CosignRefusal(f"not a signature: an attestation with predicate {predicate!r}")

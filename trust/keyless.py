@@ -35,7 +35,7 @@ from sigstore._internal.sct import verify_sct
 from sigstore._internal.trust import KeyringPurpose
 from sigstore._utils import KeyID
 from sigstore.errors import Error as SigstoreError
-from sigstore.models import Bundle, InvalidBundle, TrustedRoot
+from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 
 from trust.identities import CertificateIdentity
@@ -121,15 +121,20 @@ def _issuer_allowed(identity: CertificateIdentity, issuer: str | None) -> bool:
 def verify_bundle(data: bytes, root: TrustedRoot,
                   identities: tuple[CertificateIdentity, ...]) -> tuple[str, bytes, str]:
     """A keyless sigstore bundle with a DSSE envelope: (payload type, payload, signer identity)."""
+    # Anything sigstore-python raises on hostile input (its own errors, pydantic's, the DSSE module's) is a
+    # refusal, never a server error.
     try:
         bundle = Bundle.from_json(data)
-    except (InvalidBundle, SigstoreError, ValueError) as e:
+        envelope = bundle._dsse_envelope
+    except Exception as e:
         raise KeylessRefusal(f"malformed signature: not a verifiable sigstore bundle: {_first_line(e)}") from e
-    if bundle._dsse_envelope is None:
+    if envelope is None:
         raise KeylessRefusal("malformed signature: message-signature bundles do not sign an image")
     try:
         payload_type, payload = _verifier(root).verify_dsse(bundle, _IdentityPolicy(identities))
-    except (SigstoreError, ValueError) as e:
+    except KeylessRefusal:
+        raise
+    except Exception as e:
         raise KeylessRefusal(_verification_reason(e)) from e
     return payload_type, payload, check_identity(bundle.signing_certificate, identities)
 
@@ -194,7 +199,7 @@ def verify_legacy(payload: bytes, signature: bytes, annotations: dict[str, Any],
         log_id = bytes.fromhex(entry["logID"])
         body = json.loads(base64.b64decode(entry["body"]))
         integrated = datetime.fromtimestamp(int(entry["integratedTime"]), UTC)
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise KeylessRefusal("malformed signature: the Rekor bundle annotation is not readable") from e
     try:  # (1) the log signed this entry at this time
         root.rekor_keyring(KeyringPurpose.VERIFY).verify(key_id=KeyID(log_id), signature=set_signature, data=canonical)

@@ -50,9 +50,8 @@ def att(digest: str, key: Any, body: bytes | None = None) -> Artifact:
                            "signatures": [{"keyid": "", "sig": b64(cosign_sign(key, pae(IN_TOTO, body)))}]}).encode()
     config = json.dumps({"architecture": "", "os": "", "config": {},
                          "rootfs": {"type": "layers", "diff_ids": [digest_of(envelope)]}}).encode()
-    predicate = json.loads(body)["predicateType"]
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
-                "layers": [descriptor(DSSE, envelope, annotations={"predicateType": predicate})]}
+                "layers": [descriptor(DSSE, envelope, annotations={"predicateType": SLSA})]}
     return Artifact(json.dumps(manifest).encode(), [config, envelope], tag_for(digest, ".att"))
 
 
@@ -259,3 +258,16 @@ async def test_inspection_shows_attestations_and_their_verdicts(registry_store, 
     attestation = next(s for s in report["signatures"] if s["source"] == "attestation")
     assert attestation["status"] == "signed" and attestation["keyids"] == [key_hint(key)]
     assert report["decision"]["served"]
+
+
+@pytest.mark.parametrize("form", ["att", "bundle"])
+async def test_hostile_attestations_are_refusals(registry_store, make_gate, form) -> None:
+    """Deeply nested or mistyped statements are refusals (412), never server errors."""
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    deep = b'{"predicateType": "' + SLSA.encode() + b'", "predicate": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for body in (deep, b'{"predicateType": "' + SLSA.encode() + b'", "subject": 5, "_type": []}', b"[]"):
+        await registry_store.push(att(image.digest, key, body) if form == "att"
+                                  else att_bundle(image.subject, key, body))
+    verdict = await make_gate(attested_policy(public_pem(key))).decide(REPO, "v1", image.manifest)
+    assert not verdict.served and verdict.code.startswith(("no provenance attestation", "provenance")), verdict.reason
