@@ -163,6 +163,8 @@ def _verification_reason(e: BaseException) -> str:
     """sigstore-python's failure, under this project's stable reason codes."""
     text = _first_line(e)
     lowered = text.lower()
+    if "sources of verified time" in lowered:
+        return f"no trusted signing time: neither a log entry's promise nor a timestamp of the root's TSAs ({text})"
     if "certificate chain" in lowered or "chain" in lowered and "timestamp" in lowered:
         return f"certificate chain not trusted: {text}"
     if "expired at time of signing" in lowered:

@@ -71,11 +71,11 @@ def test_cri_pulls_multiarch_image_whose_index_alone_is_cosign_signed(public_env
 RELEASE_REGEXP = r"^https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*$"
 
 
-def cosign_verify_keyless(e: Env, root: Path, ref: str, identity: str = RELEASE_REGEXP,
+def cosign_verify_keyless(e: Env, root: Path, ref: str, *extra: str, identity: str = RELEASE_REGEXP,
                           issuer: str = GITHUB, check: bool = True) -> subprocess.CompletedProcess:
     """The real `cosign verify` against the private instance's trusted_root.json, as carol (gated)."""
     return e.run(tool("cosign"), "verify", "--trusted-root", str(root), "--certificate-identity-regexp", identity,
-                 "--certificate-oidc-issuer", issuer, *COSIGN_FLAGS, ref, check=check,
+                 "--certificate-oidc-issuer", issuer, *COSIGN_FLAGS, *extra, ref, check=check,
                  env={"DOCKER_CONFIG": str(e.home / "reader")})
 
 
@@ -93,12 +93,18 @@ def test_keyless_signatures_checked_by_real_cosign_then_served(test_image: Path,
     e = make_env(test_image, tmp_path, extra=extra)
     try:
         addr = e.server.addr
-        bundle, legacy = e.push("keyless/bundle"), e.push("keyless/legacy")
+        bundle, legacy, tsa = e.push("keyless/bundle"), e.push("keyless/legacy"), e.push("keyless/tsa")
         e.push_artifact("keyless/bundle", instance.bundle(e.subject("keyless/bundle", bundle)))
         e.push_artifact("keyless/legacy", instance.legacy(legacy))
+        # signing time from the instance's TSA only (the log entry carries no promise)
+        e.push_artifact("keyless/tsa", instance.bundle(e.subject("keyless/tsa", tsa), promise=False,
+                                                       timestamp_by=instance))
         for repo in ("keyless/bundle", "keyless/legacy"):
             cosign_verify_keyless(e, root, f"{addr}/{repo}:v1")  # the oracle first
             e.pull(repo)
+        # cosign counts RFC 3161 time only when told to (by default it requires the log's promise)
+        cosign_verify_keyless(e, root, f"{addr}/keyless/tsa:v1", "--use-signed-timestamps")
+        e.pull("keyless/tsa")
         refused = {
             "keyless/intern": (instance.issue("https://github.com/acme/app/.github/workflows/ci.yml@refs/heads/x"),
                                "identity not trusted"),

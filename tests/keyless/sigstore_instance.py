@@ -11,8 +11,11 @@ import base64
 import hashlib
 import json
 import struct
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import rfc8785
@@ -29,6 +32,21 @@ GITHUB = "https://token.actions.githubusercontent.com"
 RELEASE = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0.0"
 IN_TOTO = "application/vnd.in-toto+json"
 DER = serialization.Encoding.DER
+TSA_CONFIG = """\
+[ tsa ]
+default_tsa = tsa_config
+[ tsa_config ]
+serial = {dir}/serial
+crypto_device = builtin
+signer_digest = sha256
+default_policy = 1.3.6.1.4.1.57264.2
+digests = sha256
+accuracy = secs:1
+ordering = yes
+tsa_name = no
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+"""
 SCT_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
 
 
@@ -74,6 +92,7 @@ class SigstoreInstance:
     ca_key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP384R1()))
     ct_key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     rekor_key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    tsa_key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     origin: str = "rekor.trustreg.test - 1"
     start: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(days=1))
 
@@ -86,6 +105,16 @@ class SigstoreInstance:
                    .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
                    .add_extension(ski, critical=False)
                    .sign(self.ca_key, hashes.SHA384()))
+        self.tsa_cert = (x509.CertificateBuilder().subject_name(_name("tsa")).issuer_name(self.ca.subject)
+                         .public_key(self.tsa_key.public_key()).serial_number(x509.random_serial_number())
+                         .not_valid_before(self.start).not_valid_after(self.start + timedelta(days=3650))
+                         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+                         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                                        critical=True)
+                         .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.tsa_key.public_key()), False)
+                         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
+                                        False)
+                         .sign(self.ca_key, hashes.SHA384()))
 
     def trusted_root(self) -> dict[str, Any]:
         def log(key: ec.EllipticCurvePrivateKey, url: str) -> dict[str, Any]:
@@ -101,7 +130,30 @@ class SigstoreInstance:
                     "certChain": {"certificates": [{"rawBytes": b64(self.ca.public_bytes(DER))}]},
                     "validFor": {"start": _ts(self.start)}}],
                 "ctlogs": [log(self.ct_key, "https://ctfe.trustreg.test")],
-                "timestampAuthorities": []}
+                "timestampAuthorities": [{
+                    "subject": {"organization": "trustreg test", "commonName": "tsa"},
+                    "uri": "https://tsa.trustreg.test",
+                    "certChain": {"certificates": [{"rawBytes": b64(self.tsa_cert.public_bytes(DER))},
+                                                   {"rawBytes": b64(self.ca.public_bytes(DER))}]},
+                    "validFor": {"start": _ts(self.start)}}]}
+
+    # --- TSA (the real `openssl ts` signs the RFC 3161 response) -------------------------------
+    def timestamp(self, message: bytes) -> bytes:
+        """An RFC 3161 timestamp response over sha256(`message`), signed by this instance's TSA."""
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            (d / "msg").write_bytes(message)
+            (d / "tsa.key").write_bytes(self.tsa_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            (d / "tsa.pem").write_bytes(self.tsa_cert.public_bytes(serialization.Encoding.PEM))
+            (d / "serial").write_text("01\n")
+            (d / "ts.cnf").write_text(TSA_CONFIG.format(dir=d))
+            subprocess.run(["openssl", "ts", "-query", "-data", str(d / "msg"), "-sha256", "-cert", "-no_nonce",
+                            "-out", str(d / "req.tsq")], check=True, capture_output=True)
+            subprocess.run(["openssl", "ts", "-reply", "-config", str(d / "ts.cnf"), "-queryfile", str(d / "req.tsq"),
+                            "-signer", str(d / "tsa.pem"), "-inkey", str(d / "tsa.key"), "-out", str(d / "resp.tsr")],
+                           check=True, capture_output=True)
+            return (d / "resp.tsr").read_bytes()
 
     # --- Fulcio ---------------------------------------------------------------------------------
     def issue(self, subject: str = RELEASE, issuer: str = GITHUB, *, when: datetime | None = None,
@@ -171,9 +223,12 @@ class SigstoreInstance:
 
     # --- signatures -----------------------------------------------------------------------------
     def bundle(self, subject: dict[str, Any], signing: Signing | None = None, *, body: bytes | None = None,
-               logged_body: bytes | None = None, tamper: str = "") -> Artifact:
+               logged_body: bytes | None = None, tamper: str = "", promise: bool = True,
+               timestamp_by: SigstoreInstance | None = None) -> Artifact:
         """A keyless sigstore bundle v0.3 referrer (DSSE, `cosign sign` v3). `logged_body`: the payload the
-        log entry records (default: the signed one); `tamper`: "proof" alters the inclusion proof."""
+        log entry records (default: the signed one); `tamper`: "proof" alters the inclusion proof;
+        `promise`: whether the entry carries its signed entry timestamp; `timestamp_by`: add an RFC 3161
+        timestamp of that instance's TSA over the signature."""
         signing = signing or self.issue()
         body = body if body is not None else statement(subject["digest"])
         signature = signing.key.sign(pae(IN_TOTO, body), ec.ECDSA(hashes.SHA256()))
@@ -187,9 +242,14 @@ class SigstoreInstance:
         entry = self.log_entry(dsse_body, signing)
         if tamper == "proof":
             entry["inclusionProof"]["hashes"] = [b64(hashlib.sha256(b"forged").digest())]
-        doc = {"mediaType": BUNDLE,
-               "verificationMaterial": {"certificate": {"rawBytes": b64(signing.cert.public_bytes(
-                   serialization.Encoding.DER))}, "tlogEntries": [entry]},
+        if not promise:
+            del entry["inclusionPromise"]
+        material: dict[str, Any] = {"certificate": {"rawBytes": b64(signing.cert.public_bytes(DER))},
+                                    "tlogEntries": [entry]}
+        if timestamp_by is not None:
+            material["timestampVerificationData"] = {"rfc3161Timestamps": [
+                {"signedTimestamp": b64(timestamp_by.timestamp(signature))}]}
+        doc = {"mediaType": BUNDLE, "verificationMaterial": material,
                "dsseEnvelope": {"payload": b64(body), "payloadType": IN_TOTO, "signatures": [{"sig": b64(signature)}]}}
         predicate = json.loads(body).get("predicateType", "")
         annotations = {"dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": predicate}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.keyless.conftest import keyless_policy
-from tests.keyless.sigstore_instance import GITHUB, RELEASE, other_ca
+from tests.keyless.sigstore_instance import GITHUB, RELEASE, SigstoreInstance, other_ca
 from tests.signatures.conftest import REPO
 from tests.signatures.factory import statement
 from trust.policy import Policy, PolicyError
@@ -98,6 +98,20 @@ async def test_log_entry_of_another_artifact(registry_store, make_gate, sigstore
 async def test_tampered_inclusion_proof(registry_store, make_gate, sigstore, root_file) -> None:
     reason = await refusal(registry_store, make_gate, root_file, lambda i: sigstore.bundle(i.subject, tamper="proof"))
     assert reason.startswith("transparency log entry does not verify"), reason
+
+
+async def test_time_from_a_trusted_tsa(registry_store, make_gate, sigstore, root_file) -> None:
+    """A bundle whose log entry has no promise: the signing time comes from the root's TSA (RFC 3161,
+    signed by the real `openssl ts`)."""
+    image = await registry_store.image()
+    await registry_store.push(sigstore.bundle(image.subject, promise=False, timestamp_by=sigstore))
+    assert (await make_gate(keyless_policy(root_file)).decide(REPO, "v1", image.manifest)).served
+
+
+async def test_time_from_an_untrusted_tsa(registry_store, make_gate, sigstore, root_file) -> None:
+    reason = await refusal(registry_store, make_gate, root_file, lambda i: sigstore.bundle(
+        i.subject, promise=False, timestamp_by=SigstoreInstance()))
+    assert reason.startswith("no trusted signing time"), reason
 
 
 async def test_tampered_signed_entry_timestamp(registry_store, make_gate, sigstore, root_file) -> None:
