@@ -5,8 +5,8 @@ cosign's `<alg>-<hex>.att` manifest (each layer a DSSE envelope) and sigstore bu
 statement is not a plain signature. One counts for an entry when, in order:
 - its statement's `predicateType` equals the entry's `predicate_type` (others are not candidates);
 - its signature satisfies ANY of `signed_by` (cosign requirements: a key of a `cosign-key` root, or a
-  keyless certificate of a `sigstore` root naming an allowed identity; keyless attestations are read
-  from bundles only);
+  keyless certificate of a `sigstore` root naming an allowed identity: bundles, or `.att` layers with
+  certificate and Rekor `intoto` entry annotations);
 - its statement's `subject` lists this manifest's digest;
 - the CEL `policy` (cel-python) over `predicate` and `statement` is true.
 Refusals name the entry: `no provenance attestation`, `provenance attestation signed by an untrusted
@@ -86,10 +86,15 @@ def _verify_signer(candidate: _Candidate, requirement: CosignRequirement) -> tup
     """(signer, payload type, payload) if `requirement` accepts the candidate's signature."""
     root = requirement.trust_root
     if root.type == SIGSTORE:
-        if candidate.form == "att":
-            raise CosignRefusal("signed by an untrusted key: keyless attestations are verified from sigstore "
-                                f"bundles; trust root {root.name!r} needs a certificate")
-        payload_type, body, identity = keyless.verify_bundle(candidate.data, root.sigstore, requirement.identities)
+        if candidate.form == "bundle":
+            payload_type, body, identity = keyless.verify_bundle(candidate.data, root.sigstore, requirement.identities)
+            return identity, payload_type, body
+        annotations = candidate.annotations if isinstance(candidate.annotations, dict) else {}
+        if keyless.CERTIFICATE_ANNOTATION not in annotations:
+            raise CosignRefusal(f"signed by an untrusted key: a key-based attestation; trust root {root.name!r} "
+                                "needs a keyless certificate")
+        payload_type, body, identity = keyless.verify_legacy_attestation(candidate.data, annotations, root.sigstore,
+                                                                         requirement.identities)
         return identity, payload_type, body
     if candidate.form == "att":
         try:

@@ -189,7 +189,36 @@ def _pem_certs(text: Any, what: str) -> list[x509.Certificate]:
 
 def verify_legacy(payload: bytes, signature: bytes, annotations: dict[str, Any], root: TrustedRoot,
                   identities: tuple[CertificateIdentity, ...]) -> str:
-    """A cosign legacy keyless layer (see the module docstring); returns the signer identity."""
+    """A cosign legacy keyless `.sig` layer (see the module docstring); returns the signer identity."""
+    cert, body, integrated = _logged_entry(annotations, root)  # (1) the log signed this entry at this time
+    _check_entry_body(body, payload, signature, cert)  # (2) ... about this signature, certificate, payload
+    identity = _certificate_at(cert, root, integrated, identities)  # (3) chain, SCT, usage, identity
+    _verify_signature(cert, signature, payload)  # (4) the signature itself
+    return identity
+
+
+def verify_legacy_attestation(data: bytes, annotations: dict[str, Any], root: TrustedRoot,
+                              identities: tuple[CertificateIdentity, ...]) -> tuple[str, bytes, str]:
+    """A cosign legacy keyless `.att` layer (DSSE envelope, Rekor `intoto` 0.0.2 entry in its annotations):
+    (payload type, payload, signer identity)."""
+    from trust.cosign import pae  # trust.cosign imports this module
+
+    try:
+        envelope = json.loads(data)
+        payload_type, payload = str(envelope["payloadType"]), base64.b64decode(envelope["payload"])
+        signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
+        raise KeylessRefusal("malformed signature: not a DSSE envelope") from e
+    cert, body, integrated = _logged_entry(annotations, root)
+    _check_intoto_body(body, payload, signature, cert)
+    identity = _certificate_at(cert, root, integrated, identities)
+    _verify_signature(cert, signature, pae(payload_type, payload))
+    return payload_type, payload, identity
+
+
+def _logged_entry(annotations: dict[str, Any], root: TrustedRoot) -> tuple[x509.Certificate, Any, datetime]:
+    """The certificate annotation, and the Rekor entry of the bundle annotation once its signed entry
+    timestamp verifies with a log key of the root: (certificate, entry body, integrated time)."""
     cert = _pem_certs(annotations.get(CERTIFICATE_ANNOTATION), "certificate annotation")[0]
     if REKOR_BUNDLE_ANNOTATION not in annotations:
         raise KeylessRefusal("transparency log entry does not verify: no Rekor bundle annotation")
@@ -201,27 +230,52 @@ def verify_legacy(payload: bytes, signature: bytes, annotations: dict[str, Any],
         log_id = bytes.fromhex(entry["logID"])
         body = json.loads(base64.b64decode(entry["body"]))
         integrated = datetime.fromtimestamp(int(entry["integratedTime"]), UTC)
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError, OSError) as e:
         raise KeylessRefusal("malformed signature: the Rekor bundle annotation is not readable") from e
-    try:  # (1) the log signed this entry at this time
+    try:
         root.rekor_keyring(KeyringPurpose.VERIFY).verify(key_id=KeyID(log_id), signature=set_signature, data=canonical)
     except SigstoreError as e:
         raise KeylessRefusal(f"transparency log entry does not verify: {_first_line(e)}") from e
-    _check_entry_body(body, payload, signature, cert)  # (2) ... about this signature, certificate, payload
-    chain = _chain_at(cert, root, integrated)  # (3) the certificate was valid then
-    try:  # (4) and was logged in a CT log of the root
+    return cert, body, integrated
+
+
+def _certificate_at(cert: x509.Certificate, root: TrustedRoot, when: datetime,
+                    identities: tuple[CertificateIdentity, ...]) -> str:
+    """The certificate chains to a Fulcio CA and was valid `when`, carries an SCT of the root's CT logs,
+    is for code signing and names an allowed identity (returned)."""
+    chain = _chain_at(cert, root, when)
+    try:
         verify_sct(cert, chain, root.ct_keyring(KeyringPurpose.VERIFY))
     except SigstoreError as e:
         raise KeylessRefusal(f"no valid SCT: {_first_line(e)}") from e
     _code_signing(cert)
+    return check_identity(cert, identities)
+
+
+def _verify_signature(cert: x509.Certificate, signature: bytes, message: bytes) -> None:
     key = cert.public_key()
-    try:  # (5) the signature itself
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise KeylessRefusal("signature does not verify: unsupported certificate key type")
-        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise KeylessRefusal("signature does not verify: unsupported certificate key type")
+    try:
+        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as e:
         raise KeylessRefusal("signature does not verify: the certificate's key does not verify it") from e
-    return check_identity(cert, identities)
+
+
+def _check_intoto_body(body: Any, payload: bytes, signature: bytes, cert: x509.Certificate) -> None:
+    """A Rekor `intoto` 0.0.2 entry: the payload's hash, and the envelope signature with its certificate."""
+    try:
+        if (body["kind"], body["apiVersion"]) != ("intoto", "0.0.2"):
+            raise KeylessRefusal(f"transparency log entry does not verify: kind {body['kind']!r}")
+        content = body["spec"]["content"]
+        logged_hash = (content["payloadHash"]["algorithm"], content["payloadHash"]["value"])
+        logged = [(base64.b64decode(base64.b64decode(s["sig"])), base64.b64decode(s["publicKey"]))
+                  for s in content["envelope"]["signatures"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise KeylessRefusal("transparency log entry does not verify: unreadable intoto body") from e
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    if logged_hash != ("sha256", hashlib.sha256(payload).hexdigest()) or (signature, pem) not in logged:
+        raise KeylessRefusal("transparency log entry does not verify: the entry is of another attestation")
 
 
 def _check_entry_body(body: Any, payload: bytes, signature: bytes, cert: x509.Certificate) -> None:

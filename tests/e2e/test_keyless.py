@@ -18,7 +18,8 @@ import pytest
 
 from tests.e2e.conftest_containerd import Containerd, containerd  # noqa: F401  (fixture)
 from tests.e2e.test_signatures import ALICE, CAROL, COSIGN_FLAGS, COSIGN_REFUSAL, Env, cosign_sign, make_env, tool
-from tests.keyless.sigstore_instance import GITHUB, SigstoreInstance, other_ca
+from tests.keyless.sigstore_instance import GITHUB, SigstoreInstance, legacy_attestation, other_ca
+from tests.keyless.test_attestations import slsa_statement
 
 
 @pytest.fixture
@@ -87,9 +88,12 @@ def test_keyless_signatures_checked_by_real_cosign_then_served(test_image: Path,
     root = tmp_path / "trusted_root.json"
     root.write_text(json.dumps(instance.trusted_root()))
     identities = [{"issuer": GITHUB, "subject_regexp": RELEASE_REGEXP}]
+    keyless = {"cosign": {"trust_root": "private-sigstore", "identities": identities}}
     extra = {"trust_roots": {"private-sigstore": {"type": "sigstore", "trusted_root": str(root)}},
-             "projects": {"keyless": {"content_trust": {"enforce": True, "require_any": [
-                 {"cosign": {"trust_root": "private-sigstore", "identities": identities}}]}}}}
+             "projects": {"keyless": {"content_trust": {"enforce": True, "require_any": [keyless]}},
+                          "keylessatt": {"content_trust": {"enforce": True, "require_any": [keyless], "attestations": [
+                              {"name": "provenance", "predicate_type": "https://slsa.dev/provenance/v1",
+                               "signed_by": [keyless], "policy": PROVENANCE_POLICY}]}}}}
     e = make_env(test_image, tmp_path, extra=extra)
     try:
         addr = e.server.addr
@@ -105,6 +109,20 @@ def test_keyless_signatures_checked_by_real_cosign_then_served(test_image: Path,
         # cosign counts RFC 3161 time only when told to (by default it requires the log's promise)
         cosign_verify_keyless(e, root, f"{addr}/keyless/tsa:v1", "--use-signed-timestamps")
         e.pull("keyless/tsa")
+        # keyless attestations, both forms: the real `cosign verify-attestation` accepts them, then trustreg
+        for repo, form in (("keylessatt/bundle", "bundle"), ("keylessatt/legacy", "legacy")):
+            digest = e.push(repo)
+            # signed in the same form (cosign reads legacy `.att` only when it finds no bundle referrer)
+            e.push_artifact(repo, instance.bundle(e.subject(repo, digest)) if form == "bundle"
+                            else instance.legacy(digest))
+            body = slsa_statement(digest)
+            artifact = (instance.bundle(e.subject(repo, digest), body=body) if form == "bundle"
+                        else legacy_attestation(instance, digest, body))
+            e.push_artifact(repo, artifact)
+            e.run(tool("cosign"), "verify-attestation", "--trusted-root", str(root), "--type", "slsaprovenance1",
+                  "--certificate-identity-regexp", RELEASE_REGEXP, "--certificate-oidc-issuer", GITHUB,
+                  *COSIGN_FLAGS, f"{addr}/{repo}@{digest}", env={"DOCKER_CONFIG": str(e.home / "reader")})
+            e.pull(repo)
         refused = {
             "keyless/intern": (instance.issue("https://github.com/acme/app/.github/workflows/ci.yml@refs/heads/x"),
                                "identity not trusted"),

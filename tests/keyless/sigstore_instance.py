@@ -31,6 +31,7 @@ from tests.signatures.factory import tag_for as factory_tag_for
 GITHUB = "https://token.actions.githubusercontent.com"
 RELEASE = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0.0"
 IN_TOTO = "application/vnd.in-toto+json"
+DSSE = "application/vnd.dsse.envelope.v1+json"
 DER = serialization.Encoding.DER
 TSA_CONFIG = """\
 [ tsa ]
@@ -283,6 +284,34 @@ class SigstoreInstance:
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
                     "layers": [descriptor(SIMPLESIGNING, payload, annotations=annotations)]}
         return Artifact(json.dumps(manifest).encode(), [config, payload], factory_tag_for(digest, ".sig"))
+
+
+def legacy_attestation(instance: SigstoreInstance, digest: str, body: bytes,
+                       signing: Signing | None = None) -> Artifact:
+    """A keyless legacy `.att` (cosign 2 `attest`): a DSSE envelope layer whose certificate, chain and
+    Rekor bundle (an `intoto` 0.0.2 entry) are annotations."""
+    signing = signing or instance.issue()
+    signature = signing.key.sign(pae(IN_TOTO, body), ec.ECDSA(hashes.SHA256()))
+    envelope = json.dumps({"payloadType": IN_TOTO, "payload": b64(body),
+                           "signatures": [{"keyid": "", "sig": b64(signature)}]}).encode()
+    entry_body = {"apiVersion": "0.0.2", "kind": "intoto", "spec": {"content": {
+        "envelope": {"payloadType": IN_TOTO, "signatures": [{"publicKey": b64(signing.pem),
+                                                            "sig": b64(b64(signature).encode())}]},
+        "hash": {"algorithm": "sha256", "value": hashlib.sha256(envelope).hexdigest()},
+        "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(body).hexdigest()}}}}
+    entry = instance.log_entry(entry_body, signing)
+    rekor = {"SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"], "Payload": {
+        "body": entry["canonicalizedBody"], "integratedTime": int(entry["integratedTime"]),
+        "logIndex": int(entry["logIndex"]), "logID": base64.b64decode(entry["logId"]["keyId"]).hex()}}
+    annotations = {"predicateType": json.loads(body)["predicateType"], "dev.cosignproject.cosign/signature": "",
+                   "dev.sigstore.cosign/certificate": signing.pem.decode(),
+                   "dev.sigstore.cosign/chain": instance.ca.public_bytes(serialization.Encoding.PEM).decode(),
+                   "dev.sigstore.cosign/bundle": json.dumps(rekor)}
+    config = json.dumps({"architecture": "", "os": "", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [digest_of(envelope)]}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
+                "layers": [descriptor(DSSE, envelope, annotations=annotations)]}
+    return Artifact(json.dumps(manifest).encode(), [config, envelope], factory_tag_for(digest, ".att"))
 
 
 def other_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:

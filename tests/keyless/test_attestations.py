@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import OCI_CONFIG, OCI_MANIFEST, descriptor, digest_of
 from tests.keyless.conftest import keyless_policy
-from tests.keyless.sigstore_instance import GITHUB
+from tests.keyless.sigstore_instance import GITHUB, legacy_attestation
 from tests.signatures.conftest import REPO
 from tests.signatures.factory import (
     BUNDLE,
@@ -156,6 +156,41 @@ async def test_keyless_attestation(registry_store, make_gate, sigstore, root_fil
     assert refused.code == "provenance attestation signed by an untrusted key", refused.reason
     await registry_store.push(sigstore.bundle(image.subject, body=slsa_statement(image.digest)))
     assert (await gate.decide(REPO, "v1", image.manifest)).served
+
+
+async def test_keyless_legacy_att(registry_store, make_gate, sigstore, root_file) -> None:
+    """cosign 2's keyless `.att`: certificate and a Rekor `intoto` entry in the layer's annotations."""
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    identities = [{"issuer": GITHUB, "subject_regexp": "^https://github.com/acme/.*$"}]
+    config = attested_policy(public_pem(key), signed_by=[{"cosign": {"trust_root": "corp", "identities": identities}}],
+                             extra_roots=keyless_policy(root_file)["trust_roots"])
+    other = sigstore.issue("https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main")
+    await registry_store.push(legacy_attestation(sigstore, image.digest, slsa_statement(image.digest), other))
+    refused = await make_gate(config).decide(REPO, "v1", image.manifest)
+    assert refused.code == "provenance attestation signed by an untrusted key", refused.reason
+    assert "identity not trusted: https://github.com/evil/app" in refused.reason
+    await registry_store.push(legacy_attestation(sigstore, image.digest, slsa_statement(image.digest)))
+    assert (await make_gate(config).decide(REPO, "v1", image.manifest)).served
+
+
+async def test_keyless_legacy_att_log_entry_of_another_attestation(registry_store, make_gate, sigstore,
+                                                                   root_file) -> None:
+    key = ec_key()
+    image = await signed_image(registry_store, key)
+    identities = [{"issuer": GITHUB, "subject_regexp": ".*"}]
+    config = attested_policy(public_pem(key), signed_by=[{"cosign": {"trust_root": "corp", "identities": identities}}],
+                             extra_roots=keyless_policy(root_file)["trust_roots"])
+    genuine = json.loads(legacy_attestation(sigstore, image.digest, slsa_statement(image.digest)).manifest)
+    forged = legacy_attestation(sigstore, image.digest, slsa_statement(image.digest, "https://evil.test"))
+    doc = json.loads(forged.manifest)  # the evil statement, with the genuine attestation's log entry
+    doc["layers"][0]["annotations"]["dev.sigstore.cosign/bundle"] = genuine["layers"][0]["annotations"][
+        "dev.sigstore.cosign/bundle"]
+    doc["layers"][0]["annotations"]["dev.sigstore.cosign/certificate"] = genuine["layers"][0]["annotations"][
+        "dev.sigstore.cosign/certificate"]
+    await registry_store.push(Artifact(json.dumps(doc).encode(), forged.blobs, forged.tag))
+    refused = await make_gate(config).decide(REPO, "v1", image.manifest)
+    assert "transparency log entry does not verify" in refused.reason, refused.reason
 
 
 async def test_attested_index_covers_its_platforms(registry_store, make_gate) -> None:
