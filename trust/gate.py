@@ -181,7 +181,7 @@ class ContentTrustGate:
             attested = await self._check(subject, attestation)
             if not attested.accepted:
                 return self._refuse(subject, [(attestation, attested)])
-        if isinstance(result.basis, Verification):
+        if isinstance(result.basis, Verification) and not ct.attestations:  # attestations are read every time
             key = (subject.repository, subject.tag, subject.manifest.digest, len(subject.manifest.body))
             self._remember_acceptance(key, result.basis)
         return SERVED

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.enforcement.test_gate import store, trust_dir  # noqa: F401  (fixtures)
 from tests.helpers import OCI_CONFIG, OCI_MANIFEST, descriptor, digest_of
 from tests.keyless.conftest import keyless_policy
 from tests.keyless.sigstore_instance import GITHUB, legacy_attestation
@@ -306,3 +307,27 @@ async def test_hostile_attestations_are_refusals(registry_store, make_gate, form
                                   else att_bundle(image.subject, key, body))
     verdict = await make_gate(attested_policy(public_pem(key))).decide(REPO, "v1", image.manifest)
     assert not verdict.served and verdict.code.startswith(("no provenance attestation", "provenance")), verdict.reason
+
+
+async def test_notary_acceptance_with_attestations_is_not_remembered_past_them(store, trust_dir) -> None:  # noqa: F811
+    """A Notary-signed image under an attestation policy: a removed attestation is seen at once (the
+    remembered Notary acceptance, which skips every check, is not used when attestations are required)."""
+    from storage.references import Digest
+    from tests.enforcement.test_gate import ENFORCED, REPO, manifest, once, remembering_gate
+
+    key = ec_key()
+    config = {**ENFORCED, "trust_roots": {"ci": {"type": "cosign-key", "public_keys": [public_pem(key)]}}}
+    config["projects"] = {"library": {"content_trust": {"enforce": True, "attestations": [
+        {"name": "provenance", "predicate_type": SLSA, "signed_by": [{"cosign": {"trust_root": "ci"}}]}]}}}
+    gate, _ = remembering_gate(store, trust_dir, config)
+    latest = await manifest(store, "latest")
+    attestation = att(str(latest.digest), key)
+    for blob in attestation.blobs:
+        await store.put_blob(REPO, once(blob), Digest.of(blob))
+    digest = Digest.of(attestation.manifest)
+    await store.put_manifest(REPO, attestation.manifest, OCI_MANIFEST, digest, [attestation.tag], None, None)
+    assert (await gate.decide(REPO, "latest", latest)).served
+    assert (await gate.decide(REPO, "latest", latest)).served
+    await store.delete_manifest(REPO, digest)
+    refused = await gate.decide(REPO, "latest", latest)
+    assert not refused.served and refused.code == "no provenance attestation", refused.reason
