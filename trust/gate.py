@@ -24,7 +24,8 @@ takes effect within that interval (the registry uses 0.1 s; a moved tag is alway
 the tag is resolved on every request and compared with the signed digest). A Notary acceptance is
 remembered per (repository, tag, digest, length) for as long as the verification it came from would
 be returned without a storage read (`NotarySource.confirms`), so a repeated pull of a signed image
-skips the rule evaluation; any change that ends that verification ends the acceptance. cosign and
+skips the rule evaluation; any change that ends that verification ends the acceptance (not used when
+the project requires attestations: those are read on every decision). cosign and
 notation verdicts are cached per (policy version, requirement, repository, manifest digest, set of
 signature artifact digests): the set is read on every decision (one referrers listing, two tag
 reads), so a newly pushed signature is seen at once; an acceptance also ends when a certificate or
