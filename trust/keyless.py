@@ -11,7 +11,9 @@ SAN), and signs this manifest's digest. Two forms:
   are layer annotations, with no inclusion proof, which sigstore-python's bundles require; so the same
   steps are done here with sigstore-python's pieces (keyrings, SCT check) and `cryptography`'s path
   validation: SET over the canonical entry, hashedrekord body consistent with the signature,
-  certificate and payload, chain at the integrated time, SCT, then the signature itself.
+  certificate and payload, chain at the integrated time, SCT, then the signature itself; the legacy
+  `.att` layer (a DSSE envelope, Rekor `intoto` 0.0.2 entry) the same way.
+Identity regexps must match the whole value (`re.fullmatch`; cosign's flags search unanchored).
 """
 
 from __future__ import annotations
