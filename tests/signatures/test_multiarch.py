@@ -129,3 +129,13 @@ async def test_gc_removes_links_of_collected_indexes(registry_store) -> None:
     await collect_garbage(registry_store.store, delete_untagged=True, grace=0)
     assert not await registry_store.store.has_manifest(REPO, index.manifest.digest)
     assert await registry_store.store.parents(REPO, amd64.manifest.digest) == []
+
+
+async def test_storage_check_accepts_parent_links(registry_store) -> None:
+    """`trustreg check` knows the `_parents` layout: a pushed index's links are no problem."""
+    from storage.check import check_storage
+
+    amd64 = await registry_store.image("amd64")
+    await push_index(registry_store, [amd64])
+    report = await check_storage(registry_store.store.driver)
+    assert report.problems == [], report.problems
