@@ -7,6 +7,7 @@ Layout (every name and digest is validated before it becomes a key):
     repositories/<name>/_manifests/revisions/<alg>/<hex>  link: JSON {"mediaType": ...}
     repositories/<name>/_manifests/tags/<tag>             the digest the tag points at
     repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>   JSON descriptor of a referrer
+    repositories/<name>/_parents/<alg>/<child hex>/<alg>-<hex>       link: an index listing the child
     repositories/<name>/_uploads/<uuid>/data              append object of an upload session
     uploads/<uuid>                                        session index: {"repository", "started"}
     index/repositories/<name with '/' as '+'>             catalog entry
@@ -34,7 +35,7 @@ from storage.base import (
     StorageDriver,
     TooManyPartsError,
 )
-from storage.references import Digest, validate_name, validate_tag
+from storage.references import Digest, InvalidReferenceError, validate_name, validate_tag
 
 log = logging.getLogger("trustreg.integrity")
 
@@ -122,6 +123,27 @@ def verify_content(digest: Digest, body: bytes) -> None:
             f"stored content of {digest} does not match its digest",
             {"digest": str(digest)},
         )
+
+
+INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",
+                     "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+def index_children(media_type: str, body: bytes) -> list[Digest]:
+    """The manifests an index (or manifest list) lists; [] for anything else or unreadable."""
+    if media_type not in INDEX_MEDIA_TYPES:
+        return []
+    try:
+        entries = json.loads(body).get("manifests")
+    except (ValueError, RecursionError, AttributeError):
+        return []
+    children = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            children.append(Digest.parse(entry["digest"]))
+        except (InvalidReferenceError, KeyError, TypeError):
+            continue
+    return list(dict.fromkeys(children))
 
 
 def blob_key(digest: Digest) -> str:
@@ -412,6 +434,7 @@ class RegistryStore:
         if subject is not None and referrer_descriptor is not None:
             subject_digest = Digest.parse(subject["digest"])
             links.append((self._referrer_key(name, subject_digest, digest), json.dumps(referrer_descriptor).encode()))
+        links += [(self._parent_key(name, child, digest), b"{}") for child in index_children(media_type, body)]
         tag_links = [(self._tag_key(name, tag), str(digest).encode()) for tag in tags]
         await self.driver.put_many([batch for batch in (content, links, tag_links) if batch])
         self._remember_manifest(digest, body)
@@ -429,8 +452,8 @@ class RegistryStore:
         await self.driver.delete(self._tag_key(name, tag))
 
     async def delete_manifest(self, name: str, digest: Digest) -> None:
-        """Remove a manifest revision, every tag pointing at it and its referrer entry."""
-        await self.manifest_media_type(name, digest)
+        """Remove a manifest revision, every tag pointing at it, its referrer entry and parent links."""
+        media_type = await self.manifest_media_type(name, digest)
         for tag in await self.list_tags(name):
             try:
                 if await self.resolve_tag(name, tag) == digest:
@@ -438,11 +461,17 @@ class RegistryStore:
             except ManifestUnknownError:
                 continue
         try:
-            subject = json.loads((await self.get_manifest(name, digest)).body).get("subject")
+            body = (await self.get_manifest(name, digest)).body
+        except (ManifestUnknownError, IntegrityError):
+            body = b""
+        try:
+            subject = json.loads(body).get("subject")
             if isinstance(subject, dict) and "digest" in subject:
                 await self.driver.delete(self._referrer_key(name, Digest.parse(subject["digest"]), digest))
-        except (ValueError, AttributeError, ManifestUnknownError, IntegrityError):
+        except (ValueError, AttributeError):
             pass
+        for child in index_children(media_type, body):
+            await self.driver.delete(self._parent_key(name, child, digest))
         await self.driver.delete(self._revision_key(name, digest))
 
     # --- tags, catalog, referrers --------------------------------------------------------------
@@ -472,6 +501,21 @@ class RegistryStore:
             f"{repo_key(name)}/_referrers/{subject.algorithm}/{subject.hex}/"
             f"{referrer.algorithm}-{referrer.hex}"
         )
+
+    def _parent_key(self, name: str, child: Digest, index: Digest) -> str:
+        return f"{repo_key(name)}/_parents/{child.algorithm}/{child.hex}/{index.algorithm}-{index.hex}"
+
+    async def parents(self, name: str, child: Digest, limit: int = 16) -> list[Digest]:
+        """Up to `limit` indexes of the repository recorded as listing `child` (links written when an
+        index is pushed; a hint only: callers read the index itself before relying on it)."""
+        prefix = f"{repo_key(name)}/_parents/{child.algorithm}/{child.hex}"
+        found = []
+        for entry in sorted(await self.driver.list(prefix))[:limit]:
+            try:
+                found.append(Digest.parse(entry.replace("-", ":", 1)))
+            except InvalidReferenceError:
+                continue
+        return found
 
     async def referrers(self, name: str, subject: Digest) -> list[dict]:
         prefix = f"{repo_key(name)}/_referrers/{subject.algorithm}/{subject.hex}"

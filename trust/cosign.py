@@ -10,8 +10,9 @@ Two storage forms, both found for a manifest digest D (see trust.sources.artifac
 A signature counts only if, in order: the layer blob matches its digest; the signature verifies with a
 key of the trust root (ECDSA P-256/384/521 DER, RSA PKCS#1 v1.5, ed25519); the signed digest (the
 payload's `critical.image.docker-manifest-digest`, or the statement's subject) equals D. A manifest is
-accepted when signatures by `min_signatures` distinct keys count. Keyless (certificate) signatures are
-refused as unsupported; `critical.identity.docker-reference` is ignored, as cosign ignores it.
+accepted when signatures by `min_signatures` distinct keys count; `critical.identity.docker-reference`
+is ignored, as cosign ignores it. With a `sigstore` trust root the same two forms are verified keyless
+(trust.keyless: certificate, log entry, SCT, identity), and signers are certificate identities.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from storage.references import Digest
 from storage.store import RegistryStore
-from trust.policy import CosignPublicKey, CosignRequirement, Requirement, TrustedKey
+from trust import keyless
+from trust.policy import SIGSTORE, CosignPublicKey, CosignRequirement, Requirement, TrustedKey
 from trust.sources import SourceResult, Subject
 from trust.sources.artifacts import (
     COSIGN_SIMPLESIGNING,
@@ -100,7 +102,7 @@ def check_simple_signing(payload: bytes, digest: Digest) -> None:
         doc = json.loads(payload)
         critical = doc["critical"]
         claimed, kind = critical["image"]["docker-manifest-digest"], critical["type"]
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise CosignRefusal("malformed signature: the payload is not a simple-signing document") from e
     if kind != SIMPLE_SIGNING_TYPE:
         raise CosignRefusal(f"malformed signature: payload type {kind!r} is not {SIMPLE_SIGNING_TYPE!r}")
@@ -133,56 +135,107 @@ def pae(payload_type: str, body: bytes) -> bytes:
 
 def verify_bundle(data: bytes, keys: tuple[TrustedKey, ...], root: str, digest: Digest) -> TrustedKey:
     """A sigstore bundle (key-based, DSSE): key hint, signature over the PAE, then the statement."""
+    key, payload_type, body = open_keyed_bundle(data, keys, root)
+    check_signature_statement(payload_type, body, digest)
+    return key
+
+
+def open_keyed_bundle(data: bytes, keys: tuple[TrustedKey, ...], root: str) -> tuple[TrustedKey, str, bytes]:
+    """A key-based sigstore bundle's DSSE envelope, verified: (key, payload type, payload)."""
     try:
         bundle = json.loads(data)
         material = bundle.get("verificationMaterial") or {}
         envelope = bundle["dsseEnvelope"]
-        payload_type = envelope["payloadType"]
-        signatures = envelope["signatures"]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         if isinstance(bundle, dict) and "messageSignature" in bundle:
             raise CosignRefusal("malformed signature: message-signature bundles do not sign an image") from e
         raise CosignRefusal("malformed signature: not a sigstore bundle with a DSSE envelope") from e
     if not isinstance(material, dict) or ("certificate" in material or "x509CertificateChain" in material):
-        raise CosignRefusal("signed by an untrusted key: keyless (certificate) signatures are not supported")
+        raise CosignRefusal(f"signed by an untrusted key: a keyless (certificate) signature; trust root {root!r} "
+                            "holds keys")
     hint = (material.get("publicKey") or {}).get("hint") if isinstance(material.get("publicKey"), dict) else None
+    return verify_envelope(envelope, keys, root, hint if isinstance(hint, str) and hint else None)
+
+
+def verify_envelope(envelope: Any, keys: tuple[TrustedKey, ...], root: str,
+                    hint: str | None = None) -> tuple[TrustedKey, str, bytes]:
+    """A DSSE envelope signed by a key of the root (the one `hint` names, if given)."""
+    try:
+        payload_type, signatures = str(envelope["payloadType"]), envelope["signatures"]
+    except (KeyError, TypeError) as e:
+        raise CosignRefusal("malformed signature: not a DSSE envelope") from e
     candidates = keys
-    if isinstance(hint, str) and hint:
+    if hint:
         candidates = tuple(k for k in keys if k.key_id == hint)
         if not candidates:
             raise CosignRefusal(f"signed by an untrusted key: key {hint} is not in trust root {root!r}")
     body = _b64(envelope.get("payload"), "DSSE payload")
-    message = pae(str(payload_type), body)
-    key = None
+    message = pae(payload_type, body)
     for entry in signatures if isinstance(signatures, list) else []:
         if isinstance(entry, dict):
             key = _first_key(candidates, _b64(entry.get("sig"), "DSSE signature"), message)
             if key is not None:
-                break
-    if key is None:
-        which = f"key {hint}" if hint else f"no key of trust root {root!r}"
-        raise CosignRefusal(f"signature does not verify: {which} verifies the DSSE envelope")
+                return key, payload_type, body
+    which = f"key {hint}" if hint else f"no key of trust root {root!r}"
+    raise CosignRefusal(f"signature does not verify: {which} verifies the DSSE envelope")
+
+
+def statement_about(payload_type: str, body: bytes, digest: Digest) -> dict[str, Any]:
+    """The in-toto statement of a DSSE payload, which must list `digest` among its subjects."""
     if payload_type != IN_TOTO_PAYLOAD:
         raise CosignRefusal(f"malformed signature: DSSE payload type {payload_type!r}")
     try:
         statement = json.loads(body)
-        kind, predicate, subjects = statement["_type"], statement.get("predicateType"), statement["subject"]
+        kind, subjects = statement["_type"], statement["subject"]
         signed = [s["digest"].get(digest.algorithm) for s in subjects]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise CosignRefusal("malformed signature: the payload is not an in-toto statement") from e
-    if kind not in IN_TOTO_STATEMENTS or predicate != COSIGN_SIGN_PREDICATE:
-        raise CosignRefusal(f"not a signature: an attestation with predicate {predicate!r}")
+    if kind not in IN_TOTO_STATEMENTS:
+        raise CosignRefusal(f"malformed signature: statement type {kind!r}")
     if digest.hex not in signed:
         others = ", ".join(f"{digest.algorithm}:{s}" for s in signed if s) or "nothing"
         raise CosignRefusal(f"signed a different digest: the statement signs {others}")
-    return key
+    return statement
+
+
+def check_signature_statement(payload_type: str, body: bytes, digest: Digest) -> None:
+    """A cosign signature statement (predicate `cosign/sign/v1`) about `digest`."""
+    try:
+        predicate = json.loads(body).get("predicateType") if payload_type == IN_TOTO_PAYLOAD else None
+    except (ValueError, AttributeError, RecursionError):
+        predicate = None
+    if predicate is not None and predicate != COSIGN_SIGN_PREDICATE:
+        raise CosignRefusal(f"not a signature: an attestation with predicate {predicate!r}")
+    statement_about(payload_type, body, digest)
 
 
 @dataclass
 class _Finding:
     where: str
-    key: TrustedKey | None = None
+    signer: str | None = None
     reason: str = ""
+
+
+def verify_layer(media_type: str, data: bytes, annotations: Any, requirement: CosignRequirement,
+                 digest: Digest) -> str:
+    """One signature layer under `requirement`: the signer (key id or certificate identity), or
+    CosignRefusal / KeylessRefusal with the reason."""
+    root = requirement.trust_root
+    if root.type != SIGSTORE:
+        if media_type == COSIGN_SIMPLESIGNING:
+            return verify_simple_signing(data, annotations, root.keys, root.name, digest).key_id
+        return verify_bundle(data, root.keys, root.name, digest).key_id
+    if media_type == COSIGN_SIMPLESIGNING:
+        annotations = annotations if isinstance(annotations, dict) else {}
+        if CERTIFICATE_ANNOTATION not in annotations:
+            raise CosignRefusal("signed by an untrusted key: a key-based signature, keyless required")
+        signature = _b64(annotations.get(SIGNATURE_ANNOTATION), "signature annotation")
+        signer = keyless.verify_legacy(data, signature, annotations, root.sigstore, requirement.identities)
+        check_simple_signing(data, digest)
+        return signer
+    payload_type, body, signer = keyless.verify_bundle(data, root.sigstore, requirement.identities)
+    check_signature_statement(payload_type, body, digest)
+    return signer
 
 
 class CosignSource:
@@ -200,7 +253,6 @@ class CosignSource:
     async def check(self, subject: Subject, requirement: Requirement) -> SourceResult:
         assert isinstance(requirement, CosignRequirement)
         root = requirement.trust_root
-        keys = root.keys
         digest = subject.manifest.digest
         found = await subject.signatures()
         findings: list[_Finding] = []
@@ -221,25 +273,23 @@ class CosignSource:
                 findings.append(finding)
                 try:
                     data = await read_layer(self.store, subject.repository, layer)
-                    if media_type == COSIGN_SIMPLESIGNING:
-                        finding.key = verify_simple_signing(data, layer.get("annotations"), keys, root.name, digest)
-                    else:
-                        finding.key = verify_bundle(data, keys, root.name, digest)
+                    finding.signer = verify_layer(media_type, data, layer.get("annotations"), requirement, digest)
                 except BlobError as e:
                     finding.reason = f"signature blob does not verify: {e}"
-                except CosignRefusal as e:
+                except (CosignRefusal, keyless.KeylessRefusal) as e:
                     finding.reason = str(e)
-        signers = sorted({f.key.key_id for f in findings if f.key is not None})
+        signers = sorted({f.signer for f in findings if f.signer is not None})
+        one, many = ("identity", "identities") if root.type == SIGSTORE else ("key", "keys")
         detail: dict[str, Any] = {"trust_root": root.name}
         if findings:
-            detail["signatures"] = [{"signature": f.where, **({"key": f.key.key_id} if f.key else {}),
-                                     "result": "verified" if f.key else f.reason} for f in findings[:16]]
+            detail["signatures"] = [{"signature": f.where, **({one: f.signer} if f.signer else {}),
+                                     "result": "verified" if f.signer else f.reason} for f in findings[:16]]
         if len(signers) >= requirement.min_signatures:
-            return SourceResult(True, detail={**detail, "keys": signers})
+            return SourceResult(True, detail={**detail, many: signers})
         if not findings:
             return SourceResult(False, f"no signature found: no cosign signature refers to {digest}", detail)
         if signers:
-            reason = (f"too few signatures: {len(signers)} distinct trusted key(s) sign {digest}, "
+            reason = (f"too few signatures: {len(signers)} distinct trusted signer(s) sign {digest}, "
                       f"{requirement.min_signatures} required")
         else:
             reason = next(f.reason for f in findings if f.reason)

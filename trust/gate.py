@@ -9,7 +9,11 @@ Rules (a manifest that does not exist never reaches the gate; it is a plain 404)
   (trust.exemption): served;
 - otherwise served only if ANY requirement of the project's `require_any` accepts the manifest; each
   requirement is checked by its `SignatureSource` (trust.sources): Notary (trust.sources.notary),
-  cosign (trust.cosign), notation (trust.notation).
+  cosign (trust.cosign, keyless in trust.keyless), notation (trust.notation); and EVERY entry of
+  `attestations` accepts it (trust.attestations), each verdict cached like a signature verdict.
+- a manifest requested by digest that is not accepted itself: served if an index of the same
+  repository that lists it is accepted by the same rules (trust.index_verdict: multi-arch images
+  signed once).
 A refusal carries the first requirement's message ("The image is not signed in Notary." / "... by
 cosign." / "... by notation.") and every source's reason in `detail`.
 
@@ -20,7 +24,8 @@ takes effect within that interval (the registry uses 0.1 s; a moved tag is alway
 the tag is resolved on every request and compared with the signed digest). A Notary acceptance is
 remembered per (repository, tag, digest, length) for as long as the verification it came from would
 be returned without a storage read (`NotarySource.confirms`), so a repeated pull of a signed image
-skips the rule evaluation; any change that ends that verification ends the acceptance. cosign and
+skips the rule evaluation; any change that ends that verification ends the acceptance (not used when
+the project requires attestations: those are read on every decision). cosign and
 notation verdicts are cached per (policy version, requirement, repository, manifest digest, set of
 signature artifact digests): the set is read on every decision (one referrers listing, two tag
 reads), so a newly pushed signature is seen at once; an acceptance also ends when a certificate or
@@ -37,9 +42,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage.store import Manifest, RegistryStore
+from trust.attestations import AttestationSource
 from trust.collection import VerifiedTargets
 from trust.cosign import CosignSource
 from trust.exemption import SignatureExemption
+from trust.index_verdict import inherited
 from trust.notation import NotationSource
 from trust.policy import ContentTrust, PolicyHolder, Requirement
 from trust.sources import SignatureSource, SourceResult, Subject
@@ -102,6 +109,7 @@ class ContentTrustGate:
             "notary": self.notary,
             "cosign": CosignSource(store),
             "notation": NotationSource(store, lambda: self.clock()),
+            "attestation": AttestationSource(store),
             **(sources or {}),
         }
 
@@ -145,16 +153,39 @@ class ContentTrustGate:
             return SERVED
         if _SIGNATURE_HINTS.search(manifest.body) and await self.exemption.exempt(repository, tag, manifest):
             return SERVED
-        subject = Subject(self.store, repository, tag, manifest)
+        verdict = await self._judge(Subject(self.store, repository, tag, manifest), ct)
+        if verdict.served or tag is not None:
+            return verdict
+
+        async def judge_index(index: Manifest) -> tuple[bool, str]:
+            index_verdict = await self._judge(Subject(self.store, repository, None, index), ct)
+            return index_verdict.served, index_verdict.reason
+
+        served, tried = await inherited(self.store, repository, manifest, judge_index)
+        if served:
+            return SERVED
+        if tried:
+            verdict.detail["indexes"] = tried
+        return verdict
+
+    async def _judge(self, subject: Subject, ct: ContentTrust) -> Verdict:
+        """The manifest itself under the project's requirements (no exemption, no inheritance)."""
         refusals: list[tuple[Requirement, SourceResult]] = []
         for requirement in ct.require_any:
             result = await self._check(subject, requirement)
             if result.accepted:
-                if isinstance(result.basis, Verification):
-                    self._remember_acceptance((repository, tag, manifest.digest, len(manifest.body)), result.basis)
-                return SERVED
+                break
             refusals.append((requirement, result))
-        return self._refuse(subject, refusals)
+        else:
+            return self._refuse(subject, refusals)
+        for attestation in ct.attestations:  # AND every attestation entry
+            attested = await self._check(subject, attestation)
+            if not attested.accepted:
+                return self._refuse(subject, [(attestation, attested)])
+        if isinstance(result.basis, Verification) and not ct.attestations:  # attestations are read every time
+            key = (subject.repository, subject.tag, subject.manifest.digest, len(subject.manifest.body))
+            self._remember_acceptance(key, result.basis)
+        return SERVED
 
     def remembered(self, repository: str, tag: str | None, manifest: Manifest) -> bool:
         """Whether a Notary acceptance of this (repository, tag, manifest) still holds: the cheap,

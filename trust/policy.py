@@ -6,9 +6,10 @@ default is: private, no members, no enforcement.
 
 Content trust is a list of signature requirements, `require_any`: a manifest is served if any one of
 them accepts it. Each names a signature source (`notary`, `cosign`, `notation`); cosign and notation
-requirements name a trust root from the top-level `trust_roots` (cosign public keys, or X.509 CA
-certificates). The Notary-only form `{enforce, signers, root_keys, inherit_index}` means
-`require_any: [notary: {signers, root_keys, inherit_index}]`.
+requirements name a trust root from the top-level `trust_roots` (cosign public keys, a Sigstore
+`trusted_root.json` for keyless cosign with `identities`, or X.509 CA certificates). `attestations`
+entries must all accept it too (trust.attestations). The Notary-only form `{enforce, signers,
+root_keys, inherit_index}` means `require_any: [notary: {signers, root_keys, inherit_index}]`.
 
 Parsing (`Policy.from_config`) does no I/O: key and certificate files are read by
 `Policy.load_trust_roots()` (enforcement calls it at start and on reload, so a bad file refuses the
@@ -29,9 +30,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
 
 from config.loader import ConfigError
+from trust.identities import CertificateIdentity, identity_matches, parse_identity  # noqa: F401  (re-exported)
 
 DEFAULT_SIGNERS: tuple[str, ...] = ("targets/releases", "targets")
 DEFAULT_PROJECT_NAME = "library"
@@ -39,6 +40,8 @@ COSIGN_KEY = "cosign-key"
 X509_CA = "x509-ca"
 X509_SIGNING_AUTHORITY = "x509-signing-authority"  # notation's `signingAuthority` trust store
 X509_TYPES = (X509_CA, X509_SIGNING_AUTHORITY)
+SIGSTORE = "sigstore"  # a Sigstore trusted_root.json (Fulcio CAs, Rekor logs, CT logs, TSAs), for keyless
+BUILTIN = "builtin"  # the public-good trusted root shipped with sigstore-python (never fetched)
 _versions = itertools.count(1)
 
 CosignPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -75,15 +78,26 @@ class TrustRoot:
     name: str
     type: str
     files: tuple[str, ...]
+    require_tlog: bool = True
+    require_sct: bool = True
     _loaded: dict[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def config_path(self) -> str:
-        return f"trust_roots.{self.name}.{'public_keys' if self.type == COSIGN_KEY else 'certificates'}"
+        what = {COSIGN_KEY: "public_keys", SIGSTORE: "trusted_root"}.get(self.type, "certificates")
+        return f"trust_roots.{self.name}.{what}"
 
     def load(self) -> None:
         """Read and parse every file; PolicyError names the key path and the file."""
         if "material" in self._loaded:
+            return
+        if self.type == SIGSTORE:
+            from trust.keyless import load_trusted_root  # sigstore-python is imported only when used
+
+            try:
+                self._loaded["material"] = (load_trusted_root(None if self.files[0] == BUILTIN else self.files[0]),)
+            except (OSError, ValueError) as e:
+                raise PolicyError(f"config error at {self.config_path}: {self.files[0]}: {e}") from e
             return
         items: list[Any] = []
         for i, ref in enumerate(self.files):
@@ -101,6 +115,12 @@ class TrustRoot:
     def certificates(self) -> tuple[TrustedCertificate, ...]:
         self.load()
         return self._loaded["material"] if self.type in X509_TYPES else ()
+
+    @property
+    def sigstore(self) -> Any:
+        """The parsed `sigstore.models.TrustedRoot` of a `sigstore` root."""
+        self.load()
+        return self._loaded["material"][0]
 
 
 def _read(ref: str, where: str) -> bytes:
@@ -148,62 +168,6 @@ def _parse_certs(data: bytes, ref: str, where: str) -> list[TrustedCertificate]:
     return [TrustedCertificate(c.public_bytes(serialization.Encoding.DER), _name(ref), c) for c in certs]
 
 
-# --- identities -------------------------------------------------------------------------------
-
-DN_ATTRIBUTES: dict[str, x509.ObjectIdentifier] = {
-    "C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME, "S": NameOID.STATE_OR_PROVINCE_NAME,
-    "L": NameOID.LOCALITY_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "CN": NameOID.COMMON_NAME, "SERIALNUMBER": NameOID.SERIAL_NUMBER, "E": NameOID.EMAIL_ADDRESS,
-    "EMAILADDRESS": NameOID.EMAIL_ADDRESS, "DC": NameOID.DOMAIN_COMPONENT, "STREET": NameOID.STREET_ADDRESS,
-    "POSTALCODE": NameOID.POSTAL_CODE, "UID": NameOID.USER_ID,
-}
-X509_SUBJECT = "x509.subject:"
-
-
-def parse_identity(text: str) -> tuple[tuple[x509.ObjectIdentifier, str], ...] | None:
-    """`"*"` -> None (any identity); `"x509.subject: C=US, ST=WA, O=Example, CN=x"` -> its attributes.
-    Like notation, the DN must hold C, ST (or S) and O; `\\,` escapes a comma. ValueError if invalid."""
-    if text.strip() == "*":
-        return None
-    if not text.startswith(X509_SUBJECT):
-        raise ValueError(f"identity {text!r} must be \"*\" or start with {X509_SUBJECT!r}")
-    parts: list[str] = []
-    current = ""
-    escaped = False
-    for ch in text[len(X509_SUBJECT):]:
-        if escaped:
-            current += ch
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch in ",;":
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
-    attrs: list[tuple[x509.ObjectIdentifier, str]] = []
-    for part in parts:
-        key, sep, value = part.partition("=")
-        key = key.strip().upper()
-        if not sep or not value.strip() or key not in DN_ATTRIBUTES:
-            raise ValueError(f"identity {text!r}: {part.strip()!r} is not an attribute=value of a known type")
-        attrs.append((DN_ATTRIBUTES[key], value.strip()))
-    present = {oid for oid, _ in attrs}
-    for oid, label in ((NameOID.COUNTRY_NAME, "C"), (NameOID.STATE_OR_PROVINCE_NAME, "ST"),
-                       (NameOID.ORGANIZATION_NAME, "O")):
-        if oid not in present:
-            raise ValueError(f"identity {text!r} must contain C, ST and O (missing {label})")
-    return tuple(attrs)
-
-
-def identity_matches(identity: tuple[tuple[x509.ObjectIdentifier, str], ...] | None, subject: x509.Name) -> bool:
-    """Every attribute of the trusted identity is in the certificate's subject (notation's rule)."""
-    if identity is None:
-        return True
-    return all(value in [str(a.value) for a in subject.get_attributes_for_oid(oid)] for oid, value in identity)
-
-
 # --- requirements -----------------------------------------------------------------------------
 
 
@@ -219,11 +183,13 @@ class NotaryRequirement:
 
 @dataclass(frozen=True)
 class CosignRequirement:
-    """Signed with cosign (legacy `.sig` or sigstore bundle) by `min_signatures` distinct keys of the root."""
+    """Signed with cosign (legacy `.sig` or sigstore bundle) by `min_signatures` distinct signers: keys of
+    a `cosign-key` root, or (keyless, `sigstore` root) certificates naming one of `identities`."""
 
     trust_root: TrustRoot
     min_signatures: int = 1
     kind: str = "cosign"
+    identities: tuple[CertificateIdentity, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,7 +205,19 @@ class NotationRequirement:
         return tuple(parse_identity(i) for i in self.identities)
 
 
-Requirement = NotaryRequirement | CosignRequirement | NotationRequirement
+@dataclass(frozen=True)
+class AttestationRequirement:
+    """An in-toto attestation of `predicate_type` about the manifest, signed as ANY of `signed_by`
+    requires, whose CEL `policy` over `predicate` and `statement` is true (trust.attestations)."""
+
+    name: str
+    predicate_type: str
+    signed_by: tuple[CosignRequirement, ...]
+    policy: str = "true"
+    kind: str = "attestation"
+
+
+Requirement = NotaryRequirement | CosignRequirement | NotationRequirement | AttestationRequirement
 
 
 @dataclass(frozen=True)
@@ -249,6 +227,7 @@ class ContentTrust:
     root_keys: frozenset[str] = frozenset()
     inherit_index: bool = True
     require_any: tuple[Requirement, ...] = (NotaryRequirement(),)
+    attestations: tuple[AttestationRequirement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -282,12 +261,13 @@ def _requirement(entry: Any, where: str, ct: ContentTrust, roots: Mapping[str, T
     root = roots.get(name) if isinstance(name, str) else None
     if root is None:
         raise PolicyError(f"config error at {where}.{kind}.trust_root: unknown trust root {name!r}")
-    wanted = (COSIGN_KEY,) if kind == "cosign" else X509_TYPES
+    wanted = (COSIGN_KEY, SIGSTORE) if kind == "cosign" else X509_TYPES
     if root.type not in wanted:
         raise PolicyError(
             f"config error at {where}.{kind}.trust_root: {name!r} is a {root.type}, {kind} needs {' or '.join(wanted)}")
     if kind == "cosign":
-        return CosignRequirement(root, int(body.get("min_signatures", 1)))
+        identities = _identities(body.get("identities"), root, f"{where}.cosign.identities")
+        return CosignRequirement(root, int(body.get("min_signatures", 1)), identities=identities)
     identities = tuple(body.get("identities") or ("*",))
     for i, identity in enumerate(identities):
         try:
@@ -295,6 +275,30 @@ def _requirement(entry: Any, where: str, ct: ContentTrust, roots: Mapping[str, T
         except ValueError as e:
             raise PolicyError(f"config error at {where}.notation.identities[{i}]: {e}") from e
     return NotationRequirement(root, identities)
+
+
+def _identities(raw: Any, root: TrustRoot, where: str) -> tuple[CertificateIdentity, ...]:
+    if root.type != SIGSTORE:
+        if raw:
+            raise PolicyError(f"config error at {where}: identities apply to keyless (sigstore) trust roots only")
+        return ()
+    if not raw:
+        raise PolicyError(f"config error at {where}: a keyless requirement needs at least one identity")
+    out = []
+    for i, entry in enumerate(raw):
+        entry = entry if isinstance(entry, Mapping) else {}
+        for field_name in ("issuer", "subject"):
+            if (entry.get(field_name) is None) == (entry.get(f"{field_name}_regexp") is None):
+                raise PolicyError(f"config error at {where}[{i}]: give {field_name} or {field_name}_regexp (one)")
+            pattern = entry.get(f"{field_name}_regexp")
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except (re.error, TypeError) as e:
+                    raise PolicyError(f"config error at {where}[{i}].{field_name}_regexp: {e}") from e
+        out.append(CertificateIdentity(entry.get("issuer"), entry.get("issuer_regexp"),
+                                       entry.get("subject"), entry.get("subject_regexp")))
+    return tuple(out)
 
 
 def _project(name: str, raw: Mapping[str, Any] | None, roots: Mapping[str, TrustRoot], where: str) -> Project:
@@ -312,12 +316,37 @@ def _project(name: str, raw: Mapping[str, Any] | None, roots: Mapping[str, Trust
                      for i, e in enumerate(listed))
     else:
         reqs = (NotaryRequirement(ct.signers, ct.root_keys, ct.inherit_index),)
+    attestations = tuple(_attestation(e, f"{where}.content_trust.attestations[{i}]", ct, roots)
+                         for i, e in enumerate(ct_raw.get("attestations") or ()))
     return Project(
         name=name,
         public=bool(raw.get("public", False)),
         members={user: frozenset(actions) for user, actions in (raw.get("members") or {}).items()},
-        content_trust=ContentTrust(ct.enforce, ct.signers, ct.root_keys, ct.inherit_index, reqs),
+        content_trust=ContentTrust(ct.enforce, ct.signers, ct.root_keys, ct.inherit_index, reqs, attestations),
     )
+
+
+def _attestation(raw: Any, where: str, ct: ContentTrust, roots: Mapping[str, TrustRoot]) -> AttestationRequirement:
+    raw = raw if isinstance(raw, Mapping) else {}
+    name, predicate_type = raw.get("name"), raw.get("predicate_type")
+    if not isinstance(name, str) or not name or not isinstance(predicate_type, str) or not predicate_type:
+        raise PolicyError(f"config error at {where}: name and predicate_type are required")
+    signed_by = []
+    for i, entry in enumerate(raw.get("signed_by") or ()):
+        requirement = _requirement(entry, f"{where}.signed_by[{i}]", ct, roots)
+        if not isinstance(requirement, CosignRequirement):
+            raise PolicyError(f"config error at {where}.signed_by[{i}]: attestations are signed with cosign")
+        signed_by.append(requirement)
+    if not signed_by:
+        raise PolicyError(f"config error at {where}.signed_by: at least one signer is needed")
+    policy = raw.get("policy", "true")
+    from trust.attestations import compile_policy  # the CEL library is imported only when used
+
+    try:
+        compile_policy(str(policy))
+    except ValueError as e:
+        raise PolicyError(f"config error at {where}.policy: {e}") from e
+    return AttestationRequirement(name, predicate_type, tuple(signed_by), str(policy))
 
 
 def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[str, TrustRoot]:
@@ -326,9 +355,12 @@ def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[st
     for name, spec in (raw or {}).items():
         spec = spec or {}
         kind = spec.get("type")
+        if kind == SIGSTORE:
+            roots[name] = _sigstore_root(name, spec, base)
+            continue
         if kind not in (COSIGN_KEY, *X509_TYPES):
-            raise PolicyError(f"config error at trust_roots.{name}.type: must be {COSIGN_KEY}, {X509_CA} or "
-                              f"{X509_SIGNING_AUTHORITY}")
+            raise PolicyError(f"config error at trust_roots.{name}.type: must be {COSIGN_KEY}, {SIGSTORE}, "
+                              f"{X509_CA} or {X509_SIGNING_AUTHORITY}")
         listed = spec.get("public_keys" if kind == COSIGN_KEY else "certificates") or []
         if not listed:
             what = "public_keys" if kind == COSIGN_KEY else "certificates"
@@ -336,6 +368,18 @@ def _trust_roots(raw: Mapping[str, Any] | None, base_dir: str | None) -> dict[st
         files = tuple(f if f.lstrip().startswith("-----BEGIN") else os.path.join(base, f) for f in listed)
         roots[name] = TrustRoot(name, kind, files)
     return roots
+
+
+def _sigstore_root(name: str, spec: Mapping[str, Any], base: str) -> TrustRoot:
+    ref = spec.get("trusted_root")
+    if not isinstance(ref, str) or not ref:
+        raise PolicyError(f"config error at trust_roots.{name}.trusted_root: a path, or {BUILTIN!r}")
+    for option in ("require_tlog", "require_sct"):
+        if spec.get(option, True) is not True:
+            # sigstore-python verifies every bundle's log entry and certificate SCT; trustreg does not
+            # weaken what it verifies, so a root without them is refused rather than half-checked.
+            raise PolicyError(f"config error at trust_roots.{name}.{option}: only true is supported")
+    return TrustRoot(name, SIGSTORE, (ref if ref == BUILTIN else os.path.join(base, ref),))
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,8 @@ def requirement_json(requirement: Any) -> dict[str, Any]:
     for extra in ("identities", "min_signatures"):
         if hasattr(requirement, extra):
             value = getattr(requirement, extra)
-            out[extra] = list(value) if isinstance(value, tuple) else value
+            items = [v.as_json() if hasattr(v, "as_json") else v for v in value] if isinstance(value, tuple) else value
+            out[extra] = items
     return out
 
 
@@ -136,7 +137,7 @@ def project_json(project: Project, repositories: Iterable[str] = ()) -> dict[str
     """A project and its content-trust policy as the API shows it."""
     ct = project.content_trust
     requirements = [requirement_json(r) for r in getattr(ct, "require_any", ())]
-    return {
+    out: dict[str, Any] = {
         "name": project.name,
         "public": project.public,
         "content_trust": {
@@ -149,6 +150,11 @@ def project_json(project: Project, repositories: Iterable[str] = ()) -> dict[str
         },
         "repositories": list(repositories),
     }
+    if getattr(ct, "attestations", ()):  # every entry must accept, besides require_any
+        out["content_trust"]["attestations"] = [
+            {"name": a.name, "predicate_type": a.predicate_type, "policy": a.policy,
+             "signed_by": [requirement_json(r) for r in a.signed_by]} for a in ct.attestations]
+    return out
 
 
 def iso(ts: float | datetime | None) -> str:
@@ -223,7 +229,8 @@ def source_signature(kind: str, result: Any) -> Signature:
     """A cosign / notation source's answer (`trust.sources.SourceResult`) as a signature entry."""
     detail = result.detail if isinstance(result.detail, dict) else {}
     root = detail.get("trust_root")
-    keys = tuple(str(k) for k in detail.get("keys") or ())
+    signer = detail.get("signer")  # keyless identities and attestation signers are shown as keys
+    keys = tuple(str(k) for k in detail.get("keys") or detail.get("identities") or ([signer] if signer else ()))
     if result.accepted:
         return Signature(kind, "signed", f"trust root {root}" if root else "", keys, iso(result.valid_until))
     status = "unsigned" if result.code == "no signature found" else "invalid"
@@ -358,7 +365,8 @@ class Inspector:
     async def other_sources(self, repository: str, tag: str | None, manifest: Manifest) -> list[Signature]:
         """cosign / notation: every such requirement of the project, checked by the gate's own source."""
         sources = getattr(self.gate, "sources", None)
-        requirements = getattr(self.policy.current.project(repository).content_trust, "require_any", ())
+        ct = self.policy.current.project(repository).content_trust
+        requirements = (*getattr(ct, "require_any", ()), *getattr(ct, "attestations", ()))
         if not sources or not any(r.kind != "notary" for r in requirements):
             return []
         from trust.sources import Subject

@@ -111,10 +111,11 @@ class Env:
         return {"mediaType": json.loads(body)["mediaType"], "digest": digest, "size": len(body)}
 
 
-def make_env(test_image: Path, tmp_path: Path, token_auth: bool = False, public: bool = False) -> Env:
+def make_env(test_image: Path, tmp_path: Path, token_auth: bool = False, public: bool = False,
+             extra: dict[str, Any] | None = None) -> Env:
     """trustreg with project `cosigned` (cosign, root `ci`) and `notarized` (notation, root `corp`),
     its config in `srv/` with the trust roots' files under `srv/keys` (relative paths); Basic auth
-    and private projects unless told otherwise."""
+    and private projects unless told otherwise; `extra` adds trust roots and projects."""
     require("skopeo")
     home, srv = tmp_path / "home", tmp_path / "srv"
     keys = srv / "keys"
@@ -144,6 +145,11 @@ def make_env(test_image: Path, tmp_path: Path, token_auth: bool = False, public:
                     "trust_root": "corp", "identities": [f"x509.subject: {RELEASE_DN}"]}}]}},
         },
     }
+    for section, entries in (extra or {}).items():
+        for entry in entries.values():
+            if section == "projects":
+                entry.setdefault("members", members)
+        config[section].update(entries)
     e.server = start_server(srv, config)
     for user, creds in (("docker", ALICE), ("reader", CAROL)):  # DOCKER_CONFIG dirs for cosign
         (home / user).mkdir(exist_ok=True)

@@ -3,9 +3,9 @@
 - A manifest is classified by its OWN content, never by an index entry describing it (cosign 3.1.1
   writes a wrong `artifactType` in the referrers-tag index): `artifactType`, else `config.mediaType`,
   else the media types of its layers.
-- Discovery for a manifest digest `<alg>:<hex>` reads the referrers listing and two tags: the cosign
-  legacy `<alg>-<hex>.sig`, and the OCI referrers tag schema index `<alg>-<hex>`. The digests found
-  form the `SignatureSet.key`, part of every signature verdict's cache key, so a new signature is
+- Discovery for a manifest digest `<alg>:<hex>` reads the referrers listing and three tags: the cosign
+  legacy `<alg>-<hex>.sig` and `<alg>-<hex>.att`, and the OCI referrers tag schema index `<alg>-<hex>`.
+  The digests found form the `SignatureSet.key`, part of every signature verdict's cache key, so a new signature is
   seen at once.
 """
 
@@ -88,6 +88,7 @@ class SignatureSet:
     referrers: tuple[str, ...]
     legacy_sig: str | None
     key: frozenset[str]
+    legacy_att: str | None = None  # cosign's `<alg>-<hex>.att` attestation manifest
 
 
 async def _tag(store: RegistryStore, repository: str, tag: str) -> Digest | None:
@@ -98,10 +99,10 @@ async def _tag(store: RegistryStore, repository: str, tag: str) -> Digest | None
 
 
 async def discover(store: RegistryStore, repository: str, digest: Digest) -> SignatureSet:
-    """One referrers listing and two tag reads (the tag-schema index is read only when present)."""
-    listed, sig, index = await asyncio.gather(
+    """One referrers listing and three tag reads (the tag-schema index is read only when present)."""
+    listed, sig, index, att = await asyncio.gather(
         store.referrers(repository, digest), _tag(store, repository, tag_for(digest, ".sig")),
-        _tag(store, repository, tag_for(digest)),
+        _tag(store, repository, tag_for(digest)), _tag(store, repository, tag_for(digest, ".att")),
     )
     referrers = [str(d.get("digest")) for d in listed if isinstance(d, dict) and d.get("digest")]
     key = set(referrers)
@@ -116,7 +117,10 @@ async def discover(store: RegistryStore, repository: str, digest: Digest) -> Sig
                 referrers.append(entry["digest"])
     if sig is not None:
         key.add(f"sig:{sig}")
-    return SignatureSet(tuple(sorted(set(referrers)))[:MAX_CANDIDATES], str(sig) if sig else None, frozenset(key))
+    if att is not None:
+        key.add(f"att:{att}")
+    return SignatureSet(tuple(sorted(set(referrers)))[:MAX_CANDIDATES], str(sig) if sig else None, frozenset(key),
+                        str(att) if att else None)
 
 
 async def load_manifest(store: RegistryStore, repository: str, digest: str) -> tuple[Manifest, dict[str, Any]] | None:
