@@ -13,7 +13,7 @@ Rules (a manifest that does not exist never reaches the gate; it is a plain 404)
   `attestations` accepts it (trust.attestations), each verdict cached like a signature verdict.
 - a manifest requested by digest that is not accepted itself: served if an index of the same
   repository that lists it is accepted by the same rules (trust.index_verdict: multi-arch images
-  signed once).
+  signed once), unless the project sets `inherit_index: false`.
 A refusal carries the first requirement's message ("The image is not signed in Notary." / "... by
 cosign." / "... by notation.") and every source's reason in `detail`.
 
@@ -154,7 +154,7 @@ class ContentTrustGate:
         if _SIGNATURE_HINTS.search(manifest.body) and await self.exemption.exempt(repository, tag, manifest):
             return SERVED
         verdict = await self._judge(Subject(self.store, repository, tag, manifest), ct)
-        if verdict.served or tag is not None:
+        if verdict.served or tag is not None or not ct.inherit_index:  # `inherit_index: false` opts out
             return verdict
 
         async def judge_index(index: Manifest) -> tuple[bool, str]:

@@ -33,6 +33,18 @@ async def test_platform_manifest_served_by_digest_when_its_index_is_signed(regis
     assert not refused.served and refused.code == "no signature found"
 
 
+async def test_inherit_index_false_opts_out(registry_store, make_gate) -> None:
+    key = ec_key()
+    amd64 = await registry_store.image("amd64")
+    index = await push_index(registry_store, [amd64])
+    await registry_store.push(cosign_legacy(index.digest, [key]))
+    policy = cosign_policy(public_pem(key))
+    policy["projects"]["secure"]["content_trust"]["inherit_index"] = False
+    gate = make_gate(policy)
+    assert (await gate.decide(REPO, "multi", index.manifest)).served
+    assert not (await gate.decide(REPO, None, amd64.manifest)).served
+
+
 async def test_unsigned_index_does_not_help(registry_store, make_gate) -> None:
     key = ec_key()
     amd64 = await registry_store.image("amd64")
@@ -133,7 +145,7 @@ async def test_gc_removes_links_of_collected_indexes(registry_store) -> None:
 
 async def test_storage_check_accepts_parent_links(registry_store) -> None:
     """`trustreg check` knows the `_parents` layout: a pushed index's links are no problem."""
-    from storage.check import check_storage
+    from registry.check import check_storage
 
     amd64 = await registry_store.image("amd64")
     await push_index(registry_store, [amd64])
