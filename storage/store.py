@@ -74,6 +74,17 @@ class DigestMismatchError(StoreError):
     code = "DIGEST_INVALID"
 
 
+class TagExistsError(StoreError):
+    """A tag written create-only (an immutable one) already points at another manifest."""
+
+    code = "DENIED"
+
+    def __init__(self, tag: str, current: Digest | None) -> None:
+        super().__init__(f"tag {tag} already exists", {"tag": tag})
+        self.tag = tag
+        self.current = current
+
+
 class UploadRangeError(StoreError):
     """A chunk does not start where the upload ends (416)."""
 
@@ -404,17 +415,28 @@ class RegistryStore:
         tags: list[str],
         subject: dict | None,
         referrer_descriptor: dict | None,
+        create_only_tags: frozenset[str] = frozenset(),
     ) -> None:
         """Store a validated manifest: content, then its revision link and referrer entry, then tags
-        (last, so a tag never points at something not yet stored); one driver call for all of it."""
+        (last, so a tag never points at something not yet stored); one driver call for all of it.
+        Tags in `create_only_tags` are written only where absent (or already this digest), else
+        TagExistsError: of two pushes racing to create one, one wins."""
         content = [] if await self._stat_referenced(digest) is not None else [(blob_key(digest), body)]
         links = [(self._revision_key(name, digest), json.dumps({"mediaType": media_type}).encode())]
         if subject is not None and referrer_descriptor is not None:
             subject_digest = Digest.parse(subject["digest"])
             links.append((self._referrer_key(name, subject_digest, digest), json.dumps(referrer_descriptor).encode()))
-        tag_links = [(self._tag_key(name, tag), str(digest).encode()) for tag in tags]
+        tag_links = [(self._tag_key(name, tag), str(digest).encode()) for tag in tags if tag not in create_only_tags]
         await self.driver.put_many([batch for batch in (content, links, tag_links) if batch])
         self._remember_manifest(digest, body)
+        for tag in create_only_tags & set(tags):
+            if not await self.driver.put_if_absent(self._tag_key(name, tag), str(digest).encode()):
+                try:
+                    current = await self.resolve_tag(name, tag)
+                except ManifestUnknownError:
+                    current = None
+                if current != digest:
+                    raise TagExistsError(tag, current)
         await self._index_repository(name)
 
     async def tag_modified(self, name: str, tag: str) -> float:
