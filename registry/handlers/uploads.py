@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.access import AUTHORIZER
+from registry.crossmount import auto_mount
 from registry.errors import RegistryError
 from registry.handlers.common import (
     body_chunks,
@@ -44,6 +45,10 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
             info = await st.mount_blob(name, digest, source)
             if info is not None:
                 return _created(name, str(info.digest))
+    elif mount is not None:  # automatic cross-mount: some repository the caller may pull
+        info = await auto_mount(request, st, name, parse_digest(mount))
+        if info is not None:
+            return _created(name, str(info.digest))
     if "digest" in request.query:
         digest = parse_digest(request.query["digest"])
         info = await st.put_blob(name, body_chunks(request), digest)
