@@ -10,8 +10,28 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.access import AUTHORIZER
-from storage.references import Digest
-from storage.store import BlobInfo, BlobUnknownError, RegistryStore
+from storage.references import Digest, is_valid_name
+from storage.store import BlobUnknownError, RegistryStore
+
+
+async def holds(st: RegistryStore, repository: str, digest: Digest) -> bool:
+    try:
+        await st.stat_blob(repository, digest)
+    except BlobUnknownError:
+        return False
+    return True
+
+
+async def mount_source(request: web.Request, st: RegistryStore, name: str, digest: Digest,
+                       source: str | None) -> str | None:
+    """The repository to mount `digest` from: `source` (the `from` parameter) if the caller may pull
+    it and it holds the blob; without `from`, any repository that qualifies; else None."""
+    if source is None:
+        return await pullable_holder(request, st, name, digest)
+    if is_valid_name(source) and await request.app[AUTHORIZER].allowed(request, source, "pull") \
+            and await holds(st, source, digest):
+        return source
+    return None
 
 
 async def pullable_holder(request: web.Request, st: RegistryStore, name: str, digest: Digest) -> str | None:
@@ -20,17 +40,6 @@ async def pullable_holder(request: web.Request, st: RegistryStore, name: str, di
         return None
     authorizer = request.app[AUTHORIZER]
     for repository in [name, *(r for r in await st.catalog() if r != name)]:
-        if not await authorizer.allowed(request, repository, "pull"):
-            continue
-        try:
-            await st.stat_blob(repository, digest)
-        except BlobUnknownError:
-            continue
-        return repository
+        if await authorizer.allowed(request, repository, "pull") and await holds(st, repository, digest):
+            return repository
     return None
-
-
-async def auto_mount(request: web.Request, st: RegistryStore, name: str, digest: Digest) -> BlobInfo | None:
-    """Link `digest` into `name` from a repository the caller may pull; None when there is none."""
-    source = await pullable_holder(request, st, name, digest)
-    return None if source is None else await st.mount_blob(name, digest, source)

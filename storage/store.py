@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from storage.base import (
@@ -37,6 +37,8 @@ from storage.base import (
 from storage.references import Digest, validate_name, validate_tag
 
 log = logging.getLogger("trustreg.integrity")
+# Called with a verified upload's digest and size before it is placed; raising refuses it (nothing is kept).
+Admit = Callable[[Digest, int], Awaitable[None]]
 
 
 class StoreError(Exception):
@@ -251,9 +253,10 @@ class RegistryStore:
             state.size, state.hasher = new_size, hasher
         return new_size
 
-    async def finish_upload(self, name: str, upload_id: str, expected: Digest) -> BlobInfo:
+    async def finish_upload(self, name: str, upload_id: str, expected: Digest, admit: Admit | None = None) -> BlobInfo:
         """Seal the upload (no chunk lands after this), verify it against `expected` and place it as
-        a new blob linked into `name`. An existing blob is never rewritten."""
+        a new blob linked into `name`. An existing blob is never rewritten. `admit` may refuse the
+        verified upload by raising: the session is removed and nothing is placed."""
         key = f"{self._upload_key(name, upload_id)}/data"
         try:
             size = await self.driver.seal_append(key)
@@ -274,6 +277,12 @@ class RegistryStore:
                     f"upload content has digest {expected.algorithm}:{actual}, not {expected}",
                     {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
                 )
+            if admit is not None:
+                try:
+                    await admit(expected, size)
+                except BaseException:
+                    await self._end_upload(name, upload_id)
+                    raise
             if await self.blob_exists_globally(expected) is None:
                 await self.driver.commit_append(key, blob_key(expected))
         except PathNotFoundError as e:  # finished or cancelled meanwhile by another request
@@ -297,12 +306,15 @@ class RegistryStore:
         await self.upload_size(name, upload_id)
         await self._end_upload(name, upload_id)
 
-    async def put_blob(self, name: str, chunks: AsyncIterable[bytes], expected: Digest) -> BlobInfo:
-        """Monolithic upload: stream, verify, place. Nothing is stored if the digest differs."""
+    async def put_blob(
+        self, name: str, chunks: AsyncIterable[bytes], expected: Digest, admit: Admit | None = None
+    ) -> BlobInfo:
+        """Monolithic upload: stream, verify, place. Nothing is stored if the digest differs or
+        `admit` refuses."""
         upload_id = await self.start_upload(name)
         try:
             await self.append_upload(name, upload_id, chunks, 0)
-            return await self.finish_upload(name, upload_id, expected)
+            return await self.finish_upload(name, upload_id, expected, admit)
         except BaseException:
             try:
                 await self.cancel_upload(name, upload_id)

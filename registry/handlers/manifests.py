@@ -8,6 +8,7 @@ from registry import immutable
 from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
+from registry.quota import accountant
 from storage.references import Digest, is_digest, is_valid_tag
 from storage.store import Manifest, RegistryStore, TagExistsError
 
@@ -90,12 +91,14 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
         tags.append(extra)
     raw = request.app[SETTINGS].raw
     protected = await immutable.check_push(raw, st, name, tags, digest)
+    await accountant(request).admit(name, digest, len(body))
     descriptor = referrer_descriptor(parsed, digest, len(body)) if parsed.subject else None
     try:
         await st.put_manifest(name, body, parsed.media_type, digest, tags, parsed.subject, descriptor,
                               create_only_tags=frozenset(protected))
     except TagExistsError as e:
         raise immutable.moved_error(name, e.tag, raw, e.current) from e
+    await accountant(request).added(name, digest, len(body))
     headers = {
         "Location": f"/v2/{name}/manifests/{digest}",
         "Docker-Content-Digest": str(digest),
@@ -118,4 +121,5 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
         await st.delete_tag(name, tag)
     else:
         await st.delete_manifest(name, digest)
+        accountant(request).removed(name)
     return web.Response(status=202, headers={"Content-Length": "0"})
