@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry import immutable
+from registry import immutable, signed_moves
 from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
@@ -92,6 +92,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     raw = request.app[SETTINGS].raw
     protected = await immutable.check_push(raw, st, name, tags, digest)
     await accountant(request).admit(name, digest, len(body))
+    moves = await signed_moves.unsigning_moves(request, st, name, tags, Manifest(digest, parsed.media_type, body))
     descriptor = referrer_descriptor(parsed, digest, len(body)) if parsed.subject else None
     try:
         await st.put_manifest(name, body, parsed.media_type, digest, tags, parsed.subject, descriptor,
@@ -106,6 +107,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     }
     if parsed.subject:
         headers["OCI-Subject"] = parsed.subject["digest"]
+    headers.update(signed_moves.warning_header(request, name, moves, digest))
     return web.Response(status=201, headers=headers)
 
 
