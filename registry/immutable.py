@@ -82,6 +82,8 @@ async def check_delete(
         if rule is not None and current is not None:  # an absent tag gets its 404
             raise _denied(repository, tag, rule, "deleted", current)
         return
+    if not project_config(raw, repository).get("immutable_tags"):
+        return
     for other in await st.list_tags(repository):
         rule = protecting_rule(raw, repository, other)
         if rule is not None and await _current(st, repository, other) == digest:
