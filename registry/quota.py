@@ -41,8 +41,9 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 USED = Gauge("trustreg_project_used_bytes", "Bytes a project's repositories link (each digest once)",
-             ["project"], multiprocess_mode="max")
-QUOTA = Gauge("trustreg_project_quota_bytes", "A project's configured quota", ["project"], multiprocess_mode="max")
+             ["project"], multiprocess_mode="mostrecent")
+QUOTA = Gauge("trustreg_project_quota_bytes", "A project's configured quota", ["project"],
+              multiprocess_mode="mostrecent")
 
 
 def parse_bytes(value: int | str) -> int:
