@@ -5,6 +5,7 @@ signatures and other referrers; the blobs they leave unreferenced go with the ne
       keep_last: 10          # most recently pushed tags per repository (absent: no limit)
       keep_tags: ["v*"]      # kept whatever their age
       keep_signed: true      # kept if the project enforces and the gate would serve them (default)
+                             # (tags matching `immutable_tags` are never deleted)
       delete_untagged: true  # also remove manifests no tag reaches (done by gc's --delete-untagged mark)
 
 Signature tags (cosign `<alg>-<hex>.sig`/`.att`/`.sbom`, the referrers tag schema's `<alg>-<hex>`) are
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.immutable import SIGNATURE_TAG, project_config
+from registry.immutable import SIGNATURE_TAG, project_config, protecting_rule
 from storage.references import Digest, InvalidReferenceError
 from storage.store import IntegrityError, ManifestUnknownError, RegistryStore
 from trust.gate import ContentTrustGate
@@ -94,8 +95,8 @@ class Retention:
         for rank, (_, tag, digest) in enumerate(pushed):
             if rules.keep_last is None or rank < rules.keep_last:
                 continue
-            if any(fnmatch.fnmatchcase(tag, g) for g in rules.keep_tags):
-                continue
+            if any(fnmatch.fnmatchcase(tag, g) for g in rules.keep_tags) or protecting_rule(self.raw, repository, tag):
+                continue  # kept by the rules; an immutable tag is never deleted
             if rules.keep_signed and await self._signed(repository, tag, digest):
                 continue
             doomed[tag] = digest

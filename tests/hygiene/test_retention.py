@@ -31,6 +31,8 @@ async def test_retention_keeps_signed_and_deletes_unsigned_with_its_signatures(r
     async def present(digest: str) -> bool:
         return await store.has_manifest(NAME, Digest.parse(digest))
 
+    immutable = {**config, "projects": {"secure": {**config["projects"]["secure"], "immutable_tags": ["ol*"]}}}
+    assert (await apply_retention(store, gate, immutable, dry_run=True)).tags == []  # immutable tags stay
     dry = await apply_retention(store, gate, config, dry_run=True)
     old = images["old"]["digest"]
     assert dry.tags == [(NAME, "old", old)]
