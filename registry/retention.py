@@ -11,7 +11,7 @@ signatures and other referrers; the blobs they leave unreferenced go with the ne
 Signature tags (cosign `<alg>-<hex>.sig`/`.att`/`.sbom`, the referrers tag schema's `<alg>-<hex>`) are
 never candidates themselves: they go when their subject goes. A manifest leaves only when no
 remaining tag reaches it (directly or as an index child); a referrer whose subject is kept stays.
-Not yet wired into the CLI (`trustreg gc --retention`): see `apply_retention`.
+Not yet wired into the CLI (`trustreg gc --retention`): see `retention_from_settings`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.loader import Settings
 from registry.immutable import SIGNATURE_TAG, project_config, protecting_rule
 from storage.references import Digest, InvalidReferenceError
 from storage.store import IntegrityError, ManifestUnknownError, RegistryStore
@@ -172,3 +173,28 @@ async def apply_retention(store: RegistryStore, gate: ContentTrustGate, raw: Map
     `delete_untagged` where the rules ask for it) to free the blobs."""
     return await Retention(store, gate, raw, dry_run).run()
 
+
+
+async def retention_from_settings(settings: Settings, dry_run: bool = False) -> RetentionReport:
+    """`apply_retention` straight on the configured storage, with the server's own gate (what
+    `trustreg gc --retention` is to run before its mark and sweep)."""
+    from registry.enforcement import NoTrustServer
+    from registry.notary_api import key_passphrase
+    from storage.factory import create_driver
+    from trust.gate import TrustDataSource
+    from trust.policy import Policy, PolicyHolder
+    from trust.server import NotaryService
+
+    driver = create_driver(settings.storage)
+    try:
+        await driver.check()
+        store = RegistryStore(driver)
+        policy = Policy.from_config(settings.raw, settings.config_dir)
+        policy.load_trust_roots()
+        source: TrustDataSource = NoTrustServer()
+        if (settings.raw.get("trust") or {}).get("enabled", True):
+            source = NotaryService(driver, key_passphrase(settings))
+        gate = ContentTrustGate(store, source, PolicyHolder(policy))
+        return await apply_retention(store, gate, settings.raw, dry_run)
+    finally:
+        await driver.close()

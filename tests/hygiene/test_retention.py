@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from config.loader import parse_settings
+from registry.app import create_app
 from registry.enforcement import GATE
 from registry.handlers.common import STORE
-from registry.retention import apply_retention
+from registry.retention import apply_retention, retention_from_settings
 from storage.references import Digest
+from tests.registry.test_api import push_image as push_plain
 from tests.signatures.conftest import cosign_policy
 from tests.signatures.factory import cosign_bundle, cosign_legacy, ec_key, public_pem, tag_for
 from tests.signatures.test_http import NAME, push_artifact, push_image
@@ -48,3 +54,23 @@ async def test_retention_keeps_signed_and_deletes_unsigned_with_its_signatures(r
     assert (await client.get(f"/v2/{NAME}/manifests/old-signed")).status == 200  # still signed, still served
     assert await store.referrers(NAME, Digest.parse(old)) == []
     assert (await apply_retention(store, gate, config)).tags == []  # nothing more to do
+
+
+async def test_retention_from_settings_on_stopped_storage(tmp_path: Path) -> None:
+    """What `trustreg gc --retention` will run: the configured storage, the server's own gate."""
+    root = tmp_path / "data"
+    config = {"storage": {"filesystem": {"root": str(root)}}, "trust": {"keys": {"insecure_dev_passphrase": True}},
+              "projects": {"app": {"retention": {"keep_last": 1}}}}
+    settings = parse_settings(config)
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        _, first = await push_plain(client, "app/web", "one", b"1")
+        await asyncio.sleep(1.05)
+        await push_plain(client, "app/web", "two", b"2")
+    finally:
+        await client.close()
+    report = await retention_from_settings(settings)
+    assert report.tags == [("app/web", "one", first)]
+    assert not (root / "repositories" / "app" / "web" / "_manifests" / "tags" / "one").exists()
+    assert (root / "repositories" / "app" / "web" / "_manifests" / "tags" / "two").exists()
