@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import auth, enforcement, notary_api, ops, summary, tag_moves, ui
+from registry import auth, enforcement, notary_api, ops, quota, summary, tag_moves, ui
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
@@ -78,6 +78,7 @@ def create_app(
     app[DRIVER] = drv
     app[STORE] = RegistryStore(drv)
     app[AUTHORIZER] = AllowAll()
+    quota.setup(app, app[STORE], lambda: settings.raw)
 
     async def storage_lifetime(app: web.Application) -> AsyncIterator[None]:
         await drv.check()

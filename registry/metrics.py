@@ -80,8 +80,10 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
     """Prometheus text format; the open-uploads gauge is read from storage's upload index on scrape."""
     from registry.handlers.common import STORE
+    from registry.quota import refresh_metrics
 
     UPLOADS_OPEN.set(await request.app[STORE].open_uploads())
+    await refresh_metrics(request.app)
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several workers: aggregate every process's files
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -106,6 +106,7 @@ class S3Driver(StorageDriver):
         part_size: int = DEFAULT_PART_SIZE,
         redirect: bool = False,
         redirect_expiry: int = REDIRECT_EXPIRY,
+        redirect_endpoint: str | None = None,
         max_workers: int = 16,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
@@ -141,19 +142,23 @@ class S3Driver(StorageDriver):
             # S3-compatible services often reject the newer default checksum headers.
             extra = {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
 
-        def make_client(attempts: int) -> Any:
+        def make_client(attempts: int, endpoint: str | None = endpoint_url, path_style: bool = False) -> Any:
             cfg = Config(
                 max_pool_connections=max_workers,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 retries={"mode": "standard", "max_attempts": attempts},
-                s3={"addressing_style": style},
+                s3={"addressing_style": "path" if path_style and not addressing_style else style},
                 signature_version="s3v4",
                 **extra,
             )
-            return session.client("s3", endpoint_url=endpoint_url or None, config=cfg)
+            return session.client("s3", endpoint_url=endpoint or None, config=cfg)
 
         self._client = make_client(max_attempts)
+        # Redirect URLs are signed for the host clients will fetch them from (SigV4 signs the Host).
+        self._presign_client = (
+            make_client(max_attempts, redirect_endpoint, path_style=True) if redirect_endpoint else self._client
+        )
         # Start-up and readiness checks should fail in seconds, not after a full retry budget.
         self._probe_client = make_client(min(2, max_attempts))
 
@@ -162,7 +167,7 @@ class S3Driver(StorageDriver):
         """Build from the `storage.s3` config section."""
         known = {
             "bucket", "prefix", "region", "endpoint_url", "access_key_id", "secret_access_key",
-            "session_token", "part_size", "redirect", "redirect_expiry", "max_workers",
+            "session_token", "part_size", "redirect", "redirect_expiry", "redirect_endpoint", "max_workers",
             "connect_timeout", "read_timeout", "max_attempts", "addressing_style",
         }  # fmt: skip
         unknown = set(cfg) - known
@@ -394,7 +399,7 @@ class S3Driver(StorageDriver):
         if not self.redirect:
             return None
         return await self._run(
-            self._client.generate_presigned_url,
+            self._presign_client.generate_presigned_url,
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._full(key)},
             ExpiresIn=self.redirect_expiry,
@@ -644,7 +649,7 @@ class S3Driver(StorageDriver):
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for client in (self._client, self._probe_client):
+        for client in {id(c): c for c in (self._client, self._probe_client, self._presign_client)}.values():
             client.close()
 
 

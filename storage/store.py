@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from storage.base import (
@@ -38,6 +38,8 @@ from storage.base import (
 from storage.references import Digest, InvalidReferenceError, validate_name, validate_tag
 
 log = logging.getLogger("trustreg.integrity")
+# Called with a verified upload's digest and size before it is placed; raising refuses it (nothing is kept).
+Admit = Callable[[Digest, int], Awaitable[None]]
 
 
 class StoreError(Exception):
@@ -73,6 +75,17 @@ class UploadInvalidError(StoreError):
 
 class DigestMismatchError(StoreError):
     code = "DIGEST_INVALID"
+
+
+class TagExistsError(StoreError):
+    """A tag written create-only (an immutable one) already points at another manifest."""
+
+    code = "DENIED"
+
+    def __init__(self, tag: str, current: Digest | None) -> None:
+        super().__init__(f"tag {tag} already exists", {"tag": tag})
+        self.tag = tag
+        self.current = current
 
 
 class UploadRangeError(StoreError):
@@ -262,9 +275,10 @@ class RegistryStore:
             state.size, state.hasher = new_size, hasher
         return new_size
 
-    async def finish_upload(self, name: str, upload_id: str, expected: Digest) -> BlobInfo:
+    async def finish_upload(self, name: str, upload_id: str, expected: Digest, admit: Admit | None = None) -> BlobInfo:
         """Seal the upload (no chunk lands after this), verify it against `expected` and place it as
-        a new blob linked into `name`. An existing blob is never rewritten."""
+        a new blob linked into `name`. An existing blob is never rewritten. `admit` may refuse the
+        verified upload by raising: the session is removed and nothing is placed."""
         key = f"{self._upload_key(name, upload_id)}/data"
         try:
             size = await self.driver.seal_append(key)
@@ -285,6 +299,12 @@ class RegistryStore:
                     f"upload content has digest {expected.algorithm}:{actual}, not {expected}",
                     {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
                 )
+            if admit is not None:
+                try:
+                    await admit(expected, size)
+                except BaseException:
+                    await self._end_upload(name, upload_id)
+                    raise
             if await self.blob_exists_globally(expected) is None:
                 await self.driver.commit_append(key, blob_key(expected))
         except PathNotFoundError as e:  # finished or cancelled meanwhile by another request
@@ -308,12 +328,15 @@ class RegistryStore:
         await self.upload_size(name, upload_id)
         await self._end_upload(name, upload_id)
 
-    async def put_blob(self, name: str, chunks: AsyncIterable[bytes], expected: Digest) -> BlobInfo:
-        """Monolithic upload: stream, verify, place. Nothing is stored if the digest differs."""
+    async def put_blob(
+        self, name: str, chunks: AsyncIterable[bytes], expected: Digest, admit: Admit | None = None
+    ) -> BlobInfo:
+        """Monolithic upload: stream, verify, place. Nothing is stored if the digest differs or
+        `admit` refuses."""
         upload_id = await self.start_upload(name)
         try:
             await self.append_upload(name, upload_id, chunks, 0)
-            return await self.finish_upload(name, upload_id, expected)
+            return await self.finish_upload(name, upload_id, expected, admit)
         except BaseException:
             try:
                 await self.cancel_upload(name, upload_id)
@@ -426,18 +449,29 @@ class RegistryStore:
         tags: list[str],
         subject: dict | None,
         referrer_descriptor: dict | None,
+        create_only_tags: frozenset[str] = frozenset(),
     ) -> None:
         """Store a validated manifest: content, then its revision link and referrer entry, then tags
-        (last, so a tag never points at something not yet stored); one driver call for all of it."""
+        (last, so a tag never points at something not yet stored); one driver call for all of it.
+        Tags in `create_only_tags` are written only where absent (or already this digest), else
+        TagExistsError: of two pushes racing to create one, one wins."""
         content = [] if await self._stat_referenced(digest) is not None else [(blob_key(digest), body)]
         links = [(self._revision_key(name, digest), json.dumps({"mediaType": media_type}).encode())]
         if subject is not None and referrer_descriptor is not None:
             subject_digest = Digest.parse(subject["digest"])
             links.append((self._referrer_key(name, subject_digest, digest), json.dumps(referrer_descriptor).encode()))
         links += [(self._parent_key(name, child, digest), b"{}") for child in index_children(media_type, body)]
-        tag_links = [(self._tag_key(name, tag), str(digest).encode()) for tag in tags]
+        tag_links = [(self._tag_key(name, tag), str(digest).encode()) for tag in tags if tag not in create_only_tags]
         await self.driver.put_many([batch for batch in (content, links, tag_links) if batch])
         self._remember_manifest(digest, body)
+        for tag in create_only_tags & set(tags):
+            if not await self.driver.put_if_absent(self._tag_key(name, tag), str(digest).encode()):
+                try:
+                    current = await self.resolve_tag(name, tag)
+                except ManifestUnknownError:
+                    current = None
+                if current != digest:
+                    raise TagExistsError(tag, current)
         await self._index_repository(name)
 
     async def tag_modified(self, name: str, tag: str) -> float:

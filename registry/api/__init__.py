@@ -22,6 +22,7 @@ from registry.api.inspect import Inspector, RepositoryUnknownError, project_json
 from registry.enforcement import GATE, POLICY
 from registry.errors import RegistryError
 from registry.handlers.common import STORE, parse_digest, parse_page, repo_name
+from registry.quota import quota_json
 from trust.policy import project_of
 
 PREFIX = "/api/v1"
@@ -40,7 +41,8 @@ async def projects_for(request: web.Request) -> list[dict[str, Any]]:
     out = []
     for name in await insp.project_names():
         if await may_see_project(request, name, repos):
-            out.append(project_json(insp.project(name), [r for r in repos if project_of(r) == name]))
+            out.append({**project_json(insp.project(name), [r for r in repos if project_of(r) == name]),
+                        "usage": await quota_json(request, name)})
     return out
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from registry.errors import RegistryError
 from registry.handlers.common import DRIVER, SETTINGS, parse_digest, repo_name, store
+from registry.quota import accountant
 from registry.ranges import parse_range, sendfile_can_serve
 
 
@@ -60,4 +61,5 @@ async def delete_blob(request: web.Request) -> web.StreamResponse:
     if not request.app[SETTINGS].delete_enabled:
         raise RegistryError("UNSUPPORTED", "deletion is disabled on this registry")
     await store(request).delete_blob(name, parse_digest(request.match_info["digest"]))
+    accountant(request).removed(name)
     return web.Response(status=202, headers={"Content-Length": "0"})

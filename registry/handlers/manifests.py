@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry import immutable
 from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
+from registry.quota import accountant
 from storage.references import Digest, is_digest, is_valid_tag
-from storage.store import Manifest, RegistryStore
+from storage.store import Manifest, RegistryStore, TagExistsError
 
 MANIFEST_GATE = web.AppKey("manifest_gate", object)
 TAG_MOVES = web.AppKey("tag_moves", object)  # registry.tag_moves: warns when a push moves a signed tag
@@ -88,10 +90,18 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
         if not is_valid_tag(extra):
             raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": extra[:200]})
         tags.append(extra)
+    raw = request.app[SETTINGS].raw
+    protected = await immutable.check_push(raw, st, name, tags, digest)
+    await accountant(request).admit(name, digest, len(body))
     descriptor = referrer_descriptor(parsed, digest, len(body)) if parsed.subject else None
     moves = request.app.get(TAG_MOVES)
     served_before = await moves.served_tags(request, name, tags) if moves else {}
-    await st.put_manifest(name, body, parsed.media_type, digest, tags, parsed.subject, descriptor)
+    try:
+        await st.put_manifest(name, body, parsed.media_type, digest, tags, parsed.subject, descriptor,
+                              create_only_tags=frozenset(protected))
+    except TagExistsError as e:
+        raise immutable.moved_error(name, e.tag, raw, e.current) from e
+    await accountant(request).added(name, digest, len(body))
     headers = {
         "Location": f"/v2/{name}/manifests/{digest}",
         "Docker-Content-Digest": str(digest),
@@ -111,9 +121,11 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
         raise RegistryError("UNSUPPORTED", "deletion is disabled on this registry")
     tag, digest = _reference(request)
     st = store(request)
+    await immutable.check_delete(request.app[SETTINGS].raw, st, name, tag, digest)
     if digest is None:
         assert tag is not None
         await st.delete_tag(name, tag)
     else:
         await st.delete_manifest(name, digest)
+        accountant(request).removed(name)
     return web.Response(status=202, headers={"Content-Length": "0"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.access import AUTHORIZER
+from registry.crossmount import mount_source
 from registry.errors import RegistryError
 from registry.handlers.common import (
     body_chunks,
@@ -14,8 +14,8 @@ from registry.handlers.common import (
     store,
     upload_range,
 )
-from storage.references import is_valid_name
-from storage.store import UploadRangeError
+from registry.quota import accountant
+from storage.store import Admit, UploadRangeError
 
 
 def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
@@ -34,19 +34,33 @@ def _created(name: str, digest: str) -> web.Response:
     )
 
 
+def _admit(request: web.Request, name: str) -> Admit:
+    """The quota check a verified upload passes before it is placed."""
+    quotas = accountant(request)
+    return lambda digest, size: quotas.admit(name, digest, size)
+
+
 async def start_upload(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
     st = store(request)
-    mount, source = request.query.get("mount"), request.query.get("from")
-    if mount is not None and source is not None:
+    quotas = accountant(request)
+    mount = request.query.get("mount")
+    if mount is not None:  # with `from`, or automatic: some repository the caller may pull
         digest = parse_digest(mount)
-        if is_valid_name(source) and await request.app[AUTHORIZER].allowed(request, source, "pull"):
+        source = await mount_source(request, st, name, digest, request.query.get("from"))
+        size = await st.blob_exists_globally(digest) if source is not None else None
+        if source is not None and size is not None:
+            await quotas.admit(name, digest, size)
             info = await st.mount_blob(name, digest, source)
             if info is not None:
+                await quotas.added(name, info.digest, info.size)
                 return _created(name, str(info.digest))
     if "digest" in request.query:
         digest = parse_digest(request.query["digest"])
-        info = await st.put_blob(name, body_chunks(request), digest)
+        if request.content_length is not None:  # refused before a byte is read
+            await quotas.admit(name, digest, request.content_length)
+        info = await st.put_blob(name, body_chunks(request), digest, _admit(request, name))
+        await quotas.added(name, info.digest, info.size)
         return _created(name, str(info.digest))
     upload_id = await st.start_upload(name)
     return web.Response(status=202, headers=_session_headers(name, upload_id, 0))
@@ -88,8 +102,12 @@ async def put_upload(request: web.Request) -> web.StreamResponse:
     st = store(request)
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
     if has_body:
+        if request.content_length is not None:  # refused before the last chunk is read
+            size = await st.upload_size(name, upload_id) + request.content_length
+            await accountant(request).admit(name, digest, size)
         await _append(request, name, upload_id)
-    info = await st.finish_upload(name, upload_id, digest)
+    info = await st.finish_upload(name, upload_id, digest, _admit(request, name))
+    await accountant(request).added(name, info.digest, info.size)
     return _created(name, str(info.digest))
 
 

@@ -544,10 +544,10 @@ class TestPush:
     async def test_blob_upload_chunked(self, client: TestClient, size: int) -> None:
         await push_chunked(client, NAMESPACE, make_suite_data(chunk_size=size))
 
-    @pytest.mark.parametrize("automatic", [None, False], ids=["unset", "disabled"])
+    @pytest.mark.parametrize("automatic", [None, True], ids=["unset", "enabled"])
     async def test_cross_repository_mount(self, client: TestClient, data: SuiteData, automatic: bool | None) -> None:
-        """OCI_AUTOMATIC_CROSSMOUNT unset or false. (Automatic discovery without `from` is a MAY that
-        trustreg does not implement, so the suite must not be run with OCI_AUTOMATIC_CROSSMOUNT=1.)"""
+        """OCI_AUTOMATIC_CROSSMOUNT unset or 1: trustreg discovers the source of a mount without `from`
+        (registry.crossmount)."""
         await push_streamed(client, NAMESPACE, data)
         await push_crossmount(client, NAMESPACE, data, automatic)
 

@@ -180,6 +180,8 @@ async def test_projects_and_policies(registry) -> None:
     assert resp.status == 200
     projects = {p["name"]: p for p in await resp.json()}
     assert list(projects) == ["library", "other", "pub", "secure"]
+    usage = projects["secure"].pop("usage")  # (quotas: tests/hygiene/test_quota.py)
+    assert usage["quota"] is None and usage["bytes"] > 0
     assert projects["secure"] == {
         "name": "secure", "public": False, "repositories": ["secure/app"],
         "content_trust": {"enforced": True, "sources": ["notary"], "signers": ["targets/releases"],

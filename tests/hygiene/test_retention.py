@@ -1,0 +1,76 @@
+"""Retention: tags outside the rules go, with their signatures and referrers; signed tags stay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from config.loader import parse_settings
+from registry.app import create_app
+from registry.enforcement import GATE
+from registry.handlers.common import STORE
+from registry.retention import apply_retention, retention_from_settings
+from storage.references import Digest
+from tests.registry.test_api import push_image as push_plain
+from tests.signatures.conftest import cosign_policy
+from tests.signatures.factory import cosign_bundle, cosign_legacy, ec_key, public_pem, tag_for
+from tests.signatures.test_http import NAME, push_artifact, push_image
+
+
+async def test_retention_keeps_signed_and_deletes_unsigned_with_its_signatures(registry) -> None:
+    key, stranger = ec_key(), ec_key()
+    config = cosign_policy(public_pem(key))
+    config["projects"]["secure"]["retention"] = {"keep_last": 1, "keep_tags": ["v*"], "keep_signed": True}
+    client = await registry(config)
+    images = {}
+    for tag in ("v1", "old-signed", "old", "latest"):  # oldest push first
+        images[tag] = await push_image(client, tag)
+        await asyncio.sleep(1.05)  # distinct push times on every driver (S3: second resolution)
+    good_sig = await push_artifact(client, cosign_legacy(images["old-signed"]["digest"], [key]))
+    bad_sig = await push_artifact(client, cosign_legacy(images["old"]["digest"], [stranger]))  # does not verify
+    bundle = await push_artifact(client, cosign_bundle(images["old"], stranger))
+    kept_referrer = await push_artifact(client, cosign_bundle(images["latest"], stranger))  # its subject stays
+    store, gate = client.server.app[STORE], client.server.app[GATE]
+
+    async def present(digest: str) -> bool:
+        return await store.has_manifest(NAME, Digest.parse(digest))
+
+    immutable = {**config, "projects": {"secure": {**config["projects"]["secure"], "immutable_tags": ["ol*"]}}}
+    assert (await apply_retention(store, gate, immutable, dry_run=True)).tags == []  # immutable tags stay
+    dry = await apply_retention(store, gate, config, dry_run=True)
+    old = images["old"]["digest"]
+    assert dry.tags == [(NAME, "old", old)]
+    assert sorted(d for _, d in dry.manifests) == sorted([old, bad_sig, bundle])
+    assert await present(old) and await present(bad_sig) and await present(bundle)
+
+    report = await apply_retention(store, gate, config)
+    assert report.tags == dry.tags and sorted(report.manifests) == sorted(dry.manifests)
+    assert not await present(old) and not await present(bad_sig) and not await present(bundle)
+    tags = set(await store.list_tags(NAME))
+    assert tags == {"v1", "old-signed", "latest", tag_for(images["old-signed"]["digest"], ".sig")}
+    assert await present(good_sig) and await present(kept_referrer)
+    assert (await client.get(f"/v2/{NAME}/manifests/old-signed")).status == 200  # still signed, still served
+    assert await store.referrers(NAME, Digest.parse(old)) == []
+    assert (await apply_retention(store, gate, config)).tags == []  # nothing more to do
+
+
+async def test_retention_from_settings_on_stopped_storage(tmp_path: Path) -> None:
+    """What `trustreg gc --retention` will run: the configured storage, the server's own gate."""
+    root = tmp_path / "data"
+    config = {"storage": {"filesystem": {"root": str(root)}}, "trust": {"keys": {"insecure_dev_passphrase": True}},
+              "projects": {"app": {"retention": {"keep_last": 1}}}}
+    settings = parse_settings(config)
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        _, first = await push_plain(client, "app/web", "one", b"1")
+        await asyncio.sleep(1.05)
+        await push_plain(client, "app/web", "two", b"2")
+    finally:
+        await client.close()
+    report = await retention_from_settings(settings)
+    assert report.tags == [("app/web", "one", first)]
+    assert not (root / "repositories" / "app" / "web" / "_manifests" / "tags" / "one").exists()
+    assert (root / "repositories" / "app" / "web" / "_manifests" / "tags" / "two").exists()
