@@ -118,10 +118,21 @@ def optional_passphrase(settings: Settings) -> str | None:
         return None
 
 
-async def run_gc(settings: Settings, dry_run: bool, delete_untagged: bool, grace: float) -> int:
+async def run_gc(settings: Settings, dry_run: bool, delete_untagged: bool, grace: float,
+                 retention: bool = False) -> int:
     from storage.factory import create_driver
     from storage.gc import collect_garbage
     from storage.store import RegistryStore
+
+    if retention:  # first: the tags (and their signatures) the rules let go, then the sweep frees them
+        from registry.retention import retention_from_settings
+
+        kept = await retention_from_settings(settings, dry_run)
+        tag_verb = "would delete" if dry_run else "deleted"
+        for repo, tag, digest in kept.tags:
+            print(f"{tag_verb} tag {repo}:{tag} ({digest}) by retention")
+        for repo, digest in kept.manifests:
+            print(f"{tag_verb} manifest {repo}@{digest} by retention")
 
     driver = create_driver(settings.storage)
     try:
@@ -215,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     p_gc.add_argument("--config", help="YAML configuration file")
     p_gc.add_argument("--dry-run", action="store_true", help="list what would be removed, change nothing")
     p_gc.add_argument("--delete-untagged", action="store_true", help="also remove manifests no tag reaches")
+    p_gc.add_argument("--retention", action="store_true",
+                      help="first apply the projects' retention rules (tags outside keep_last/keep_tags/"
+                           "keep_signed, with their signatures), then sweep")
     p_gc.add_argument("--grace", type=float, default=3600.0,
                       help="seconds during which new or re-referenced content is never removed (default 3600; "
                            "at least 120 unless --offline)")
@@ -266,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"trustreg: --grace below {MIN_ONLINE_GRACE:.0f} s is only safe with the registry stopped "
                       "(add --offline)", file=sys.stderr)
                 return 2
-            return asyncio.run(run_gc(settings, args.dry_run, args.delete_untagged, args.grace))
+            return asyncio.run(run_gc(settings, args.dry_run, args.delete_untagged, args.grace, args.retention))
         if args.command == "check":
             return asyncio.run(run_check(settings, args.repair))
         if args.command == "trust" and args.trust_command == "rekey":

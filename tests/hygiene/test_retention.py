@@ -74,3 +74,41 @@ async def test_retention_from_settings_on_stopped_storage(tmp_path: Path) -> Non
     assert report.tags == [("app/web", "one", first)]
     assert not (root / "repositories" / "app" / "web" / "_manifests" / "tags" / "one").exists()
     assert (root / "repositories" / "app" / "web" / "_manifests" / "tags" / "two").exists()
+
+
+async def test_gc_retention_command(tmp_path: Path) -> None:
+    """`trustreg gc --retention`: a dry run lists the tag the rules let go and changes nothing; the real
+    run deletes it and the sweep that follows frees its content (offline, grace 0)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = tmp_path / "data"
+    config = {"storage": {"filesystem": {"root": str(root)}}, "trust": {"keys": {"insecure_dev_passphrase": True}},
+              "projects": {"app": {"retention": {"keep_last": 1}}}}
+    settings = parse_settings(config)
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        _, first = await push_plain(client, "app/web", "one", b"1")
+        await asyncio.sleep(1.05)
+        await push_plain(client, "app/web", "two", b"2")
+    finally:
+        await client.close()
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    tags = root / "repositories" / "app" / "web" / "_manifests" / "tags"
+
+    def gc(*extra: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "registry.cli", "gc", "--config", str(path), "--retention",
+                                 "--offline", "--grace", "0", *extra], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    dry = gc("--dry-run")
+    assert f"would delete tag app/web:one ({first}) by retention" in dry
+    assert (tags / "one").exists()
+    done = gc()
+    assert f"deleted tag app/web:one ({first}) by retention" in done
+    assert not (tags / "one").exists() and (tags / "two").exists()
