@@ -119,6 +119,9 @@ def test_sigterm_drains_in_flight_requests(trustreg) -> None:
 
 def test_two_workers_share_the_port(trustreg) -> None:
     server: Server = trustreg({"http": {"workers": 2}})
+    deadline = time.monotonic() + 30  # ready means one worker answers; wait for the second to listen too
+    while server.log().count("listening on") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     answered_by = set()  # request ids start with a per-process prefix
     for i in range(40):
         data = f"worker blob {i}".encode()
