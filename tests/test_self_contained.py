@@ -1,5 +1,5 @@
 """The repository stands alone: nothing under tests/, scripts/, benchmarks/ or .ci/ reaches outside
-it (no sibling `shared/` folder, no path climbing above the checkout, no absolute workspace path).
+it (no sibling folder of the workspace, no path climbing above the checkout, no absolute workspace path).
 CI proves the same by running the suite from a copy of the repository in an empty directory."""
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TREES = ("tests", "scripts", "benchmarks", ".ci")
 GENERATED = ("tests/vectors", "benchmarks/results")  # recorded output, not code that reads paths
+# The names are assembled, so that this file, which must spell out what it looks for, holds no such path.
+SIBLING, WORKSPACE = "sha" + "red", "wo" + "rk"
 OUTSIDE = [
-    re.compile(r"\bshared/(harness|testdata|notes|hooks)\b"),  # the workspace's shared folder
-    re.compile(r"""["']shared["']\s*/"""),  # Path(...) / "shared" / ...
-    re.compile(r"\.\./+shared\b"),
-    re.compile(r"(?<![\w.])/work/"),  # an absolute path into the workspace
+    re.compile(rf"\b{SIBLING}/(harness|testdata|notes|hooks)\b"),  # the workspace's sibling folder
+    re.compile(rf"""["']{SIBLING}["']\s*/"""),  # Path(...) / "<sibling>" / ...
+    re.compile(rf"\.\./+{SIBLING}\b"),
+    re.compile(rf"(?<![\w.])/{WORKSPACE}/"),  # an absolute path into the workspace
     re.compile(r"\b\w*(REPO|ROOT)\w*\.parent\b"),  # the folder above the repository
 ]
 PARENTS = re.compile(r"\.parents\[(\d+)\]")
@@ -59,11 +61,11 @@ def test_nothing_refers_outside_the_repository() -> None:
 @pytest.mark.parametrize(
     ("rel", "line"),
     [
-        ("tests/trust/factory.py", 'TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"'),
-        ("tests/e2e/conftest.py", 'SHARED = REPO.parent / "shared"'),
-        ("benchmarks/compare.py", 'GEN_CERTS = bl.REPO.parent / "shared" / "harness" / "gen-certs.sh"'),
-        ("tests/e2e/conftest.py", "HARNESS = Path('/work/shared/harness')"),
-        (".ci/run", "../shared/harness/gen-certs.sh /tmp/certs"),
+        ("tests/trust/factory.py", f'TESTDATA = Path(__file__).resolve().parents[3] / "{SIBLING}" / "testdata"'),
+        ("tests/e2e/conftest.py", f'OTHER = REPO.parent / "{SIBLING}"'),
+        ("benchmarks/compare.py", f'GEN_CERTS = bl.REPO.parent / "{SIBLING}" / "harness" / "gen-certs.sh"'),
+        ("tests/e2e/conftest.py", f"HARNESS = Path('/{WORKSPACE}/{SIBLING}/harness')"),
+        (".ci/run", f"../{SIBLING}/harness/gen-certs.sh /tmp/certs"),
         ("tests/e2e/test_x.py", "ROOT = Path(__file__).resolve().parents[3]"),
     ],
 )
@@ -75,8 +77,8 @@ def test_the_check_catches_escapes(rel: str, line: str) -> None:
     ("rel", "line"),
     [
         ("tests/e2e/conftest.py", "REPO = Path(__file__).resolve().parents[2]"),
-        ("tests/e2e/test_s3.py", 'request(f"{a.url}/v2/shared/app/blobs/uploads/", "POST")'),
-        ("tests/storage/test_s3_driver.py", 's3_config(moto_endpoint, s3_bucket, prefix="shared")'),
+        ("tests/e2e/test_s3.py", f'request(f"{{a.url}}/v2/{SIBLING}/app/blobs/uploads/", "POST")'),
+        ("tests/storage/test_s3_driver.py", f's3_config(moto_endpoint, s3_bucket, prefix="{SIBLING}")'),
         ("scripts/test.sh", 'cd "$(dirname "$0")/.."'),
     ],
 )
