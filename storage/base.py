@@ -60,6 +60,17 @@ class AppendSealedError(StorageError):
         self.key = key
 
 
+def check_append_position(key: str, parts: int, size: int, sealed: bool, offset: int) -> None:
+    """Whether an append at `offset` may start on an append object of `parts` parts and `size` bytes:
+    AppendSealedError, OffsetMismatchError or TooManyPartsError if not (both drivers' precondition)."""
+    if sealed:
+        raise AppendSealedError(key)
+    if size != offset:
+        raise OffsetMismatchError(key, offset, size)
+    if parts >= MAX_APPEND_PARTS:
+        raise TooManyPartsError(f"{key!r} has {parts} parts")
+
+
 class StorageUnavailableError(StorageError):
     """The backend cannot be reached or refused the operation for a reason not ours (503)."""
 

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from storage.base import (
-    MAX_APPEND_PARTS,
     AppendSealedError,
     OffsetMismatchError,
     PathNotFoundError,
@@ -28,7 +27,7 @@ from storage.base import (
     StorageError,
     StorageFullError,
     StorageUnavailableError,
-    TooManyPartsError,
+    check_append_position,
 )
 
 T = TypeVar("T")
@@ -148,20 +147,8 @@ class FilesystemDriver(StorageDriver):
 
         def create() -> bool:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = self._temp_for(path)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            try:
-                try:
-                    _write_all(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    return False
-            finally:
-                _unlink_quietly(tmp)
+            if not _create_only(path, self._temp_for(path), lambda fd: _write_all(fd, data)):
+                return False
             _fsync_dir(os.path.dirname(path))
             return True
 
@@ -329,12 +316,7 @@ class FilesystemDriver(StorageDriver):
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
         path = self._path(key)
         parts, size, sealed = await self._run(self._chain, path, key)
-        if sealed:
-            raise AppendSealedError(key)
-        if size != offset:
-            raise OffsetMismatchError(key, offset, size)
-        if len(parts) >= MAX_APPEND_PARTS:
-            raise TooManyPartsError(f"{key!r} has {len(parts)} parts")
+        check_append_position(key, len(parts), size, sealed, offset)
         tmp = self._temp_for(f"{path}/part")
         try:
             f = await self._run(open, tmp, "xb")
@@ -414,21 +396,12 @@ class FilesystemDriver(StorageDriver):
                 except FileExistsError:
                     return
             else:
-                tmp = self._temp_for(target)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-                try:
-                    try:
-                        for part, size in parts:
-                            _copy_into(part, size, fd)
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
-                    try:
-                        os.link(tmp, target)
-                    except FileExistsError:
-                        return
-                finally:
-                    _unlink_quietly(tmp)
+                def concatenate(fd: int) -> None:
+                    for part, size in parts:
+                        _copy_into(part, size, fd)
+
+                if not _create_only(target, self._temp_for(target), concatenate):
+                    return
             os.utime(target)  # the blob's age starts now (the garbage collector's grace period)
             _fsync_dir(os.path.dirname(target))
 
@@ -452,6 +425,25 @@ class FilesystemDriver(StorageDriver):
                 raise StorageUnavailableError(f"storage root {self.root} is not usable: {e.strerror}") from e
 
         await self._run(probe)
+
+
+def _create_only(path: str, tmp: str, write: Callable[[int], None]) -> bool:
+    """Write a fsynced temp file with `write(fd)` and hard-link it to `path`: False (nothing changed)
+    if `path` exists, since link(2) never replaces. The temp file is always removed."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            write(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        _unlink_quietly(tmp)
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

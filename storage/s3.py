@@ -44,7 +44,6 @@ from botocore.exceptions import (
 )
 
 from storage.base import (
-    MAX_APPEND_PARTS,
     AppendSealedError,
     OffsetMismatchError,
     PathNotFoundError,
@@ -52,7 +51,7 @@ from storage.base import (
     StorageDriver,
     StorageError,
     StorageUnavailableError,
-    TooManyPartsError,
+    check_append_position,
 )
 
 T = TypeVar("T")
@@ -531,12 +530,7 @@ class S3Driver(StorageDriver):
 
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
         parts, size, sealed = await self._chain(key)
-        if sealed:
-            raise AppendSealedError(key)
-        if size != offset:
-            raise OffsetMismatchError(key, offset, size)
-        if len(parts) >= MAX_APPEND_PARTS:
-            raise TooManyPartsError(f"{key!r} has {len(parts)} parts")
+        check_append_position(key, len(parts), size, sealed, offset)
         side = self._sidecar(key)
         part = side + _part_name(offset)
         try:

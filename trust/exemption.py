@@ -14,7 +14,7 @@ could run must never pass through it. So it rests on content, never on labels:
   snapshots already unpacked from a signed image and start them under another command).
 The referrers-tag-schema index (`<alg>-<hex>` tag, OCI index media type) is served too: an index only
 lists, and each manifest it lists is gated when pulled. Outcomes are remembered per (repository,
-manifest digest): content is immutable, so an outcome holds for as long as the digest names it
+manifest digest, media type served): content is immutable, so an outcome holds for as long as the digest names it
 (except a refusal for a missing blob, which a later upload can change).
 """
 
@@ -65,14 +65,14 @@ class SignatureExemption:
     def __init__(self, store: RegistryStore, cache_size: int = 10_000) -> None:
         self.store = store
         self._cache_size = cache_size
-        self._outcomes: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._outcomes: OrderedDict[tuple[str, str, str], bool] = OrderedDict()
 
     async def exempt(self, repository: str, tag: str | None, manifest: Manifest) -> bool:
         """Whether `manifest` (read from `repository`, by `tag` if given) is served unjudged."""
         if tag is not None and _TAG_SCHEME.match(tag) and manifest.media_type == OCI_INDEX:
             doc = strict_doc(manifest)  # only lists: an index that also carries image fields is gated
             return doc is not None and "config" not in doc and "layers" not in doc
-        key = (repository, str(manifest.digest))
+        key = (repository, str(manifest.digest), manifest.media_type)  # the type it is served as counts too
         outcome = self._outcomes.get(key)
         if outcome is not None:
             self._outcomes.move_to_end(key)

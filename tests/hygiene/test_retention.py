@@ -56,13 +56,13 @@ async def test_retention_keeps_signed_and_deletes_unsigned_with_its_signatures(r
     assert (await apply_retention(store, gate, config)).tags == []  # nothing more to do
 
 
-async def test_retention_from_settings_on_stopped_storage(tmp_path: Path) -> None:
-    """What `trustreg gc --retention` will run: the configured storage, the server's own gate."""
+async def _two_tags(tmp_path: Path) -> tuple[dict, Path, str]:  # type: ignore[type-arg]
+    """Project `app` keeping the last tag; `app/web:one` pushed, then (a second later) `app/web:two`.
+    Returns the configuration, the storage root and the digest of `one`."""
     root = tmp_path / "data"
     config = {"storage": {"filesystem": {"root": str(root)}}, "trust": {"keys": {"insecure_dev_passphrase": True}},
               "projects": {"app": {"retention": {"keep_last": 1}}}}
-    settings = parse_settings(config)
-    client = TestClient(TestServer(create_app(settings)))
+    client = TestClient(TestServer(create_app(parse_settings(config))))
     await client.start_server()
     try:
         _, first = await push_plain(client, "app/web", "one", b"1")
@@ -70,6 +70,13 @@ async def test_retention_from_settings_on_stopped_storage(tmp_path: Path) -> Non
         await push_plain(client, "app/web", "two", b"2")
     finally:
         await client.close()
+    return config, root, first
+
+
+async def test_retention_from_settings_on_stopped_storage(tmp_path: Path) -> None:
+    """What `trustreg gc --retention` will run: the configured storage, the server's own gate."""
+    config, root, first = await _two_tags(tmp_path)
+    settings = parse_settings(config)
     report = await retention_from_settings(settings)
     assert report.tags == [("app/web", "one", first)]
     assert not (root / "repositories" / "app" / "web" / "_manifests" / "tags" / "one").exists()
@@ -78,24 +85,13 @@ async def test_retention_from_settings_on_stopped_storage(tmp_path: Path) -> Non
 
 async def test_gc_retention_command(tmp_path: Path) -> None:
     """`trustreg gc --retention`: a dry run lists the tag the rules let go and changes nothing; the real
-    run deletes it and the sweep that follows frees its content (offline, grace 0)."""
+    run deletes it (and then sweeps, offline with grace 0)."""
     import subprocess
     import sys
 
     import yaml
 
-    root = tmp_path / "data"
-    config = {"storage": {"filesystem": {"root": str(root)}}, "trust": {"keys": {"insecure_dev_passphrase": True}},
-              "projects": {"app": {"retention": {"keep_last": 1}}}}
-    settings = parse_settings(config)
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    try:
-        _, first = await push_plain(client, "app/web", "one", b"1")
-        await asyncio.sleep(1.05)
-        await push_plain(client, "app/web", "two", b"2")
-    finally:
-        await client.close()
+    config, root, first = await _two_tags(tmp_path)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     tags = root / "repositories" / "app" / "web" / "_manifests" / "tags"

@@ -173,6 +173,19 @@ async def test_signature_whose_blob_arrives_later_is_then_served(gate, registry_
     assert await _served(gate, registry_store, body, blobs)
 
 
+async def test_outcome_is_per_media_type_served(gate, registry_store) -> None:  # noqa: F811
+    """Bytes without a `mediaType` field can be re-pushed under another Content-Type: a notation
+    signature proven as an OCI manifest is not exempt once it is served as a Docker manifest."""
+    image = await registry_store.image()
+    artifact = notation_signature(make_pki(), image.subject)
+    doc = json.loads(artifact.manifest)
+    del doc["mediaType"]
+    body = json.dumps(doc).encode()
+    assert await _served(gate, registry_store, body, artifact.blobs, tag="sig")
+    assert not await _served(gate, registry_store, body, artifact.blobs, tag="sig", media_type=DOCKER_MANIFEST,
+                             raw=True)
+
+
 async def test_docker_schema2_look_alike(gate, registry_store) -> None:  # noqa: F811
     config = (("application/vnd.docker.container.image.v1+json"), json.dumps(RUN_CONFIG).encode())
     body, blobs = manifest(config, [(SIMPLESIGNING, LAYER)], media_type=DOCKER_MANIFEST)
