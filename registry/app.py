@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import auth, enforcement, notary_api, ops, quota, summary, tag_moves, ui
+from registry import auth, enforcement, events, notary_api, ops, quota, summary, tag_moves, ui
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
@@ -86,6 +86,7 @@ def create_app(
         await drv.close()
 
     app.cleanup_ctx.append(storage_lifetime)
+    events.setup(app)  # after storage_lifetime: the delivery worker stops before the driver closes
     ops.setup(app, config_path)
     auth.setup(app, settings)
     app.router.add_get("/metrics", metrics_endpoint)

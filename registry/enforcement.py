@@ -19,6 +19,7 @@ from aiohttp import web
 
 from config.loader import Settings
 from registry.access import AUTHORIZER, PRINCIPAL, is_signing_tool
+from registry.events import hooks as events
 from registry.handlers.common import SETTINGS, STORE
 from registry.handlers.manifests import MANIFEST_GATE
 from registry.metrics import TRUST_DECISIONS, VERIFIER_CACHE, child
@@ -116,6 +117,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
                    "reason": verdict.reason, "principal": principal or "anonymous",
                    "request_id": request.get(REQUEST_ID, "-")},
         )
+        await events.pull_refused(request, name, tag, manifest, verdict.reason, verdict.message)
         raise Refusal(verdict.message, verdict.reason, verdict.detail)
 
     app[MANIFEST_GATE] = check

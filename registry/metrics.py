@@ -39,6 +39,20 @@ TRUST_DECISIONS = Counter(
     "trustreg_content_trust_decisions_total", "Content-trust gate decisions", ["result", "reason"]
 )
 VERIFIER_CACHE = Counter("trustreg_verifier_cache_total", "Trust verification cache lookups", ["result"])
+EVENTS_DELIVERED = Counter("trustreg_events_delivered_total", "Events delivered to a webhook", ["endpoint"])
+EVENTS_FAILED = Counter("trustreg_events_failed_attempts_total", "Webhook delivery attempts that failed", ["endpoint"])
+EVENTS_DEAD = Counter("trustreg_events_dead_lettered_total", "Events given up after their retries", ["endpoint"])
+EVENTS_DROPPED = Counter(
+    "trustreg_events_dropped_total", "Events not recorded (outbox full or storage failing)", ["endpoint"]
+)
+EVENTS_QUEUE = Gauge(
+    "trustreg_events_queue_depth", "Events waiting for an endpoint (all processes)", ["endpoint"],
+    multiprocess_mode="max",
+)
+EVENTS_LATENCY = Histogram(
+    "trustreg_events_delivery_seconds", "Time of one webhook POST (any outcome)", ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

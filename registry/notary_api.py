@@ -39,6 +39,7 @@ from config.loader import ConfigError, Settings
 from registry.access import AUTHORIZER, TRUST_TARGET
 from registry.auth.scope import ServerNames, gun_repository
 from registry.errors import RegistryError
+from registry.events import hooks as events
 from registry.handlers.common import DRIVER, SETTINGS
 from registry.trust_keys import INSECURE_DEV_PASSPHRASE, verify_passphrase
 from trust.server import NotaryError, NotaryService
@@ -182,7 +183,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if request.method == "GET":
             return await _get(service, repository, gun, path)
         if request.method == "POST" and path == "":
-            await service.publish(repository, gun, await _read_parts(request))
+            parts = await _read_parts(request)
+            await service.publish(repository, gun, parts)
+            await events.trust_published(request, repository, gun, [str(filename) for filename, _ in parts])
             return empty_ok()
         if request.method == "POST" and path.endswith(".key"):
             return key_response(await service.create_key(repository, path[: -len(".key")]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import immutable
+from registry.events import hooks as events
 from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
@@ -102,6 +103,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     except TagExistsError as e:
         raise immutable.moved_error(name, e.tag, raw, e.current) from e
     await accountant(request).added(name, digest, len(body))
+    await events.manifest_pushed(request, name, tags, digest, parsed.media_type, body, parsed.subject)
     headers = {
         "Location": f"/v2/{name}/manifests/{digest}",
         "Docker-Content-Digest": str(digest),
@@ -122,10 +124,12 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
     tag, digest = _reference(request)
     st = store(request)
     await immutable.check_delete(request.app[SETTINGS].raw, st, name, tag, digest)
+    doomed = await events.before_delete(request, st, name, tag, digest)
     if digest is None:
         assert tag is not None
         await st.delete_tag(name, tag)
     else:
         await st.delete_manifest(name, digest)
         accountant(request).removed(name)
+    await events.manifest_deleted(request, name, tag, digest, doomed)
     return web.Response(status=202, headers={"Content-Length": "0"})
