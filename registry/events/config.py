@@ -76,8 +76,8 @@ def parse(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | None = Non
         if "secret_env" in entry:
             value = env.get(entry["secret_env"], "")
             if not value:
-                raise ConfigError(f"config error at {where}.secret_env: environment variable "
-                                  f"{entry['secret_env']} is not set; it must hold the HMAC secret of endpoint {name!r}")
+                raise ConfigError(f"config error at {where}.secret_env: environment variable {entry['secret_env']} "
+                                  f"is not set; it must hold the HMAC secret of endpoint {name!r}")
             secret = value.encode()
         endpoints.append(Endpoint(name, entry["url"], frozenset(entry["types"]), secret))
     retry = raw.get("retry") or {}

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cloudevents.core.bindings.http import to_structured_event
@@ -50,7 +50,7 @@ def make_body(event_type: str, source: str, subject_text: str, data: dict[str, A
             "type": TYPE_PREFIX + event_type,
             "source": source,
             "subject": subject_text,
-            "time": datetime.fromtimestamp(id_time(event_id), timezone.utc),
+            "time": datetime.fromtimestamp(id_time(event_id), UTC),
             "datacontenttype": "application/json",
         },
         data=data,

@@ -1,0 +1,134 @@
+"""The outbox and its delivery worker, in-process on a real loopback server, on both drivers
+(filesystem and S3 through moto): two apps sharing one storage deliver each event once, a crashed
+replica's lease expires and another takes over, failing endpoints are retried then dead-lettered,
+the outbox bound drops (and counts) instead of slowing pushes, and the principal is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from registry.events.outbox import DEAD, OUTBOX, Outbox
+from registry.events.record import Record, make_body, new_id
+from tests.auth.conftest import basic, write_htpasswd
+from tests.events.receiver import Receiver
+from tests.registry.test_api import push_image
+
+FAST = {"poll_seconds": 0.1, "retry": {"initial_seconds": 0.05, "max_seconds": 0.2}}
+
+
+def config(receiver: Receiver, endpoint: str, types: list[str], **events: Any) -> dict[str, Any]:
+    return {"events": {**FAST, **events, "endpoints": [
+        {"name": endpoint, "url": receiver.url(endpoint), "types": types}]}}
+
+
+def sample(name: str, endpoint: str) -> float:
+    return REGISTRY.get_sample_value(name, {"endpoint": endpoint}) or 0.0
+
+
+async def until(predicate, timeout: float = 20.0) -> Any:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := predicate():
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+async def drained(driver, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the outbox is empty: records are removed just after their last delivery."""
+    deadline = time.monotonic() + timeout
+    while await driver.list(OUTBOX):
+        assert time.monotonic() < deadline, await driver.list(OUTBOX)
+        await asyncio.sleep(0.05)
+
+
+async def test_two_replicas_deliver_each_event_once(registry, make_driver, receiver: Receiver) -> None:
+    cfg = config(receiver, "twice", ["artifact.pushed"])
+    replicas = [await registry(cfg), await registry(cfg)]
+    pushed = [(await push_image(replicas[i % 2], "lib/app", f"t{i}", str(i).encode()))[1] for i in range(12)]
+    await until(lambda: len(receiver.of("twice")) >= 12)
+    await asyncio.sleep(1.0)  # ten scans of each replica more: nothing arrives twice
+    assert receiver.duplicates() == [] and receiver.problems == []
+    assert sorted(e["subject"] for e in receiver.of("twice")) == sorted(
+        f"lib/app:t{i}@{d}" for i, d in enumerate(pushed))
+    await drained(make_driver())  # finished records are removed
+
+
+async def test_crashed_replicas_lease_expires(registry, make_driver, receiver: Receiver) -> None:
+    """A replica claimed an event and died while sending: once its lease expires another one sends it."""
+    driver = make_driver()
+    event_id = new_id()
+    record = Record(event_id, "artifact.pushed",
+                    make_body("artifact.pushed", "http://dead.example", "lib/x:1@sha256:00", {}, event_id), ("lease",))
+    crashed = Outbox(driver, "crashed-replica")
+    await crashed.append(record)
+    claim = await crashed.claim("lease", event_id, lease_seconds=1.5)
+    assert claim is not None and not isinstance(claim, float) and claim.number == 1
+    started = time.monotonic()
+    await registry(config(receiver, "lease", ["artifact.pushed"]))
+    await until(lambda: receiver.of("lease"))
+    assert time.monotonic() - started >= 1.0  # not before the crashed replica's lease ran out
+    assert [e["id"] for e in receiver.of("lease")] == [event_id]
+    await drained(driver)
+
+
+async def test_failing_endpoint_retried_then_dead_lettered(registry, make_driver, receiver: Receiver) -> None:
+    receiver.fail.add("failing")
+    before = {m: sample(m, "failing") for m in ("trustreg_events_failed_attempts_total",
+                                                 "trustreg_events_dead_lettered_total")}
+    client = await registry(config(receiver, "failing", ["artifact.pushed"], retry={
+        "initial_seconds": 0.05, "max_seconds": 0.1, "max_attempts": 3}))
+    _, digest = await push_image(client, "lib/app", "v1")
+    driver = make_driver()
+    deadline = time.monotonic() + 20
+    while not (letters := await driver.list(f"{DEAD}/failing")):
+        assert time.monotonic() < deadline, "no dead letter"
+        await asyncio.sleep(0.05)
+    letter = json.loads(await driver.get(f"{DEAD}/failing/{letters[0]}"))
+    assert letter["attempts"] == 3 and letter["error"] == "HTTP 500"
+    assert letter["event"]["subject"] == f"lib/app:v1@{digest}"
+    assert sample("trustreg_events_failed_attempts_total", "failing") - before[
+        "trustreg_events_failed_attempts_total"] == 3
+    assert sample("trustreg_events_dead_lettered_total", "failing") - before["trustreg_events_dead_lettered_total"] == 1
+    await drained(driver)
+    assert receiver.of("failing") == []
+
+
+async def test_full_outbox_drops_and_counts(registry, make_driver, receiver: Receiver) -> None:
+    receiver.hang.add("bounded")
+    dropped = sample("trustreg_events_dropped_total", "bounded")
+    client = await registry(config(receiver, "bounded", ["artifact.pushed"], max_pending=3, timeout_seconds=60))
+    for i in range(8):
+        await push_image(client, "lib/app", f"t{i}", str(i).encode())  # every push succeeds
+    assert len(await make_driver().list(OUTBOX)) == 3
+    assert sample("trustreg_events_dropped_total", "bounded") - dropped == 5
+
+
+async def test_principal_and_request_id(registry, receiver: Receiver, tmp_path: Path) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "alice-pw"})
+    client = await registry({
+        **config(receiver, "who", ["artifact.pushed", "artifact.deleted"]),
+        "auth": {"htpasswd": str(htpasswd)},
+        "projects": {"lib": {"members": {"alice": ["pull", "push", "delete"]}}},
+        "trust": {"keys": {"insecure_dev_passphrase": True}},
+    })
+    client.session.headers.update(basic("alice", "alice-pw"))
+    _, digest = await push_image(client, "lib/app", "v1")
+    resp = await client.delete("/v2/lib/app/manifests/v1")
+    assert resp.status == 202
+    pushed = await until(lambda: receiver.of("who", "artifact.pushed"))
+    deleted = await until(lambda: receiver.of("who", "artifact.deleted"))
+    assert pushed[0]["data"]["principal"] == "alice" and deleted[0]["data"]["principal"] == "alice"
+    assert deleted[0]["subject"] == f"lib/app:v1@{digest}"  # a tag deleted: tag and digest
+    assert pushed[0]["data"]["requestId"] != deleted[0]["data"]["requestId"]
+
+
+async def test_no_events_section_writes_nothing(client, make_driver) -> None:
+    await push_image(client, "lib/app", "v1")
+    assert await make_driver().list("events") == []
