@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import immutable
-from registry.events import hooks as events
 from registry.errors import RegistryError
+from registry.events import hooks as events
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
 from registry.quota import accountant

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import s3server
-from tests.e2e.conftest import certs, image, test_image  # noqa: F401  (fixtures)
+from tests.e2e.conftest import certs, image, test_image, trustreg  # noqa: F401  (fixtures)
 from tests.events.receiver import Receiver
 
 moto_endpoint = s3server.moto_endpoint
