@@ -42,6 +42,7 @@ class Deliverer:
         self.clock = clock
         self.endpoints = {e.name: e for e in config.endpoints}
         self.pending = 0  # records in the outbox at the last scan, plus those appended here since
+        self._appends = 0
         self._records: dict[str, Record] = {}
         self._not_before: dict[tuple[str, str], float] = {}
         self._finished: set[tuple[str, str]] = set()
@@ -54,6 +55,7 @@ class Deliverer:
     def appended(self) -> None:
         """An event was just appended by this process: count it and scan now."""
         self.pending += 1
+        self._appends += 1
         self._wake.set()
 
     async def run(self) -> None:
@@ -75,8 +77,9 @@ class Deliverer:
 
     async def scan(self) -> None:
         """One pass: list the outbox, start every attempt that is due and fits."""
+        appends = self._appends
         ids = await self.outbox.pending()
-        self.pending = len(ids)
+        self.pending = len(ids) + self._appends - appends  # appended while listing: counted (maybe twice)
         live = set(ids)
         self._forget(live)
         depth = dict.fromkeys(self.endpoints, 0)
@@ -86,11 +89,7 @@ class Deliverer:
             if record is None:
                 continue
             self._records[event_id] = record
-            wanted = [name for name in record.endpoints if name in self.endpoints]
-            if not wanted:  # only endpoints no longer configured: nothing left to deliver
-                await self.outbox.finish_if_complete(record, self.endpoints)
-                continue
-            for name in wanted:
+            for name in (n for n in record.endpoints if n in self.endpoints):  # others: other replicas' config
                 if (name, event_id) in self._finished:
                     continue
                 depth[name] += 1
@@ -105,7 +104,8 @@ class Deliverer:
             child(EVENTS_QUEUE, name).set(count)
         if now - self._last_sweep > SWEEP_SECONDS:
             self._last_sweep = now
-            await self.outbox.sweep(ids, self.config.dead_letter_days * 86400)
+            expire_after = self.config.retry.max_age + 2 * self.config.lease_seconds + SWEEP_SECONDS
+            await self.outbox.sweep(ids, expire_after, self.config.dead_letter_days * 86400)
 
     def _forget(self, live: set[str]) -> None:
         """Drop what this process remembers about records no longer in the outbox."""
@@ -139,7 +139,7 @@ class Deliverer:
             return
         error = await self.send(endpoint, attempt.record)
         if error is None:
-            await self.outbox.delivered(attempt, self.endpoints)
+            await self.outbox.delivered(attempt)
             child(EVENTS_DELIVERED, endpoint.name).inc()
             self._finished.add(key)
             return
@@ -154,7 +154,7 @@ class Deliverer:
         self._not_before[key] = retry_at
 
     async def _give_up(self, endpoint: Endpoint, attempt: Attempt, attempts: int, error: str) -> None:
-        await self.outbox.dead(attempt, attempts, error, self.endpoints)
+        await self.outbox.dead(attempt, attempts, error)
         child(EVENTS_DEAD, endpoint.name).inc()
         self._finished.add((endpoint.name, attempt.record.id))
         log.warning("event %s (%s) to endpoint %s dead-lettered after %d attempts: %s", attempt.record.id,

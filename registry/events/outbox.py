@@ -17,12 +17,15 @@ Rules:
 - `done`/`dead` are checked before and after claiming, and the record is read after claiming, so a
   finished or cleaned-up event is never sent again.
 - A record is deleted once every endpoint it names is done or dead, then its state; the sweep removes
-  state left behind by a crash between the two and dead letters past their age.
+  state left behind by a crash between the two, dead letters past their age, and records past their
+  expiry (an endpoint removed from the configuration, an unreadable record).
+- Lease times are wall-clock times: replicas' clocks must agree to well within the lease margin.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from registry.events.record import Record, id_time
 from storage.base import PathNotFoundError, StorageDriver
 
+log = logging.getLogger("trustreg.events")
 OUTBOX = "events/outbox"
 STATE = "events/endpoints"
 DEAD = "events/dead"
@@ -72,9 +76,13 @@ class Outbox:
         return await self.driver.list(OUTBOX)
 
     async def record(self, event_id: str) -> Record | None:
+        """The record, or None if it is gone or unreadable (the sweep removes it once expired)."""
         try:
             return Record.loads(await self.driver.get(f"{OUTBOX}/{event_id}"))
         except PathNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("unreadable event record %s: %s", event_id, exc)
             return None
 
     async def claim(self, endpoint: str, event_id: str, lease_seconds: float) -> Attempt | float | None:
@@ -112,32 +120,39 @@ class Outbox:
         lease = {"owner": self.owner, "until": retry_at, "error": error[:500]}
         await self.driver.put(attempt.lease_key, json.dumps(lease).encode())
 
-    async def delivered(self, attempt: Attempt, configured: Iterable[str]) -> None:
+    async def delivered(self, attempt: Attempt) -> None:
         await self.driver.put_if_absent(f"{_state(attempt.endpoint, attempt.record.id)}/done", b"{}")
-        await self.finish_if_complete(attempt.record, configured)
+        await self.finish_if_complete(attempt.record)
 
-    async def dead(self, attempt: Attempt, attempts: int, error: str, configured: Iterable[str]) -> None:
+    async def dead(self, attempt: Attempt, attempts: int, error: str) -> None:
         """Give up: write the dead letter, mark the event dead for this endpoint."""
         letter = {"id": attempt.record.id, "endpoint": attempt.endpoint, "attempts": attempts,
                   "error": error[:500], "event": json.loads(attempt.record.body)}
         await self.driver.put(f"{DEAD}/{attempt.endpoint}/{attempt.record.id}", json.dumps(letter).encode())
         await self.driver.put_if_absent(f"{_state(attempt.endpoint, attempt.record.id)}/dead", b"{}")
-        await self.finish_if_complete(attempt.record, configured)
+        await self.finish_if_complete(attempt.record)
 
-    async def finish_if_complete(self, record: Record, configured: Iterable[str]) -> bool:
-        """Delete the record (then its state) once every configured endpoint it names is finished."""
-        wanted = [e for e in record.endpoints if e in set(configured)]
-        for endpoint in wanted:
+    async def finish_if_complete(self, record: Record) -> bool:
+        """Delete the record (then its state) once every endpoint it names is finished."""
+        for endpoint in record.endpoints:
             if not _finished(await self.driver.list(_state(endpoint, record.id))):
                 return False
-        await self.driver.delete(f"{OUTBOX}/{record.id}")
-        for endpoint in record.endpoints:
-            await self.driver.delete(_state(endpoint, record.id))
+        await self._remove(record.id, record.endpoints)
         return True
 
-    async def sweep(self, pending: Iterable[str], dead_letter_age: float) -> int:
-        """Remove orphaned state and old dead letters; the number of entries removed."""
+    async def _remove(self, event_id: str, endpoints: Iterable[str]) -> None:
+        await self.driver.delete(f"{OUTBOX}/{event_id}")
+        for endpoint in endpoints:
+            await self.driver.delete(_state(endpoint, event_id))
+
+    async def sweep(self, pending: Iterable[str], expire_after: float, dead_letter_age: float) -> int:
+        """Remove expired records, orphaned state and old dead letters; the number of entries removed."""
         now, live, removed = time.time(), set(pending), 0
+        for event_id in [i for i in live if id_time(i) < now - expire_after]:
+            log.warning("event %s expired undelivered (an endpoint no longer configured?): removed", event_id)
+            await self._remove(event_id, await self.driver.list(STATE))
+            live.discard(event_id)
+            removed += 1
         for endpoint in await self.driver.list(STATE):
             for event_id in await self.driver.list(f"{STATE}/{endpoint}"):
                 if event_id not in live and id_time(event_id) < now - ORPHAN_AGE:

@@ -95,7 +95,8 @@ async def test_failing_endpoint_retried_then_dead_lettered(registry, make_driver
     assert letter["event"]["subject"] == f"lib/app:v1@{digest}"
     assert sample("trustreg_events_failed_attempts_total", "failing") - before[
         "trustreg_events_failed_attempts_total"] == 3
-    assert sample("trustreg_events_dead_lettered_total", "failing") - before["trustreg_events_dead_lettered_total"] == 1
+    await until(lambda: sample("trustreg_events_dead_lettered_total", "failing")
+                - before["trustreg_events_dead_lettered_total"] == 1)
     await drained(driver)
     assert receiver.of("failing") == []
 
@@ -132,3 +133,39 @@ async def test_principal_and_request_id(registry, receiver: Receiver, tmp_path: 
 async def test_no_events_section_writes_nothing(client, make_driver) -> None:
     await push_image(client, "lib/app", "v1")
     assert await make_driver().list("events") == []
+
+
+async def test_concurrent_claims_have_one_winner(make_driver) -> None:
+    """Three replicas (drivers) claim the same attempts at the same moment: each has exactly one owner."""
+    outboxes = [Outbox(make_driver(), f"replica-{i}") for i in range(3)]
+    ids = []
+    for n in range(10):
+        event_id = new_id()
+        await outboxes[n % 3].append(Record(event_id, "artifact.pushed", b"{}", ("ep",)))
+        ids.append(event_id)
+    claims = await asyncio.gather(*(o.claim("ep", i, 30) for i in ids for o in outboxes))
+    for k, event_id in enumerate(ids):
+        won = [c for c in claims[3 * k:3 * k + 3] if c is not None and not isinstance(c, float)]
+        assert len(won) == 1 and won[0].number == 1, (event_id, claims[3 * k:3 * k + 3])
+    # while the lease runs, nobody else may start attempt 2
+    again = await asyncio.gather(*(o.claim("ep", i, 30) for i in ids for o in outboxes))
+    assert all(isinstance(c, float) for c in again)
+
+
+async def test_sweep_removes_expired_records_orphans_and_old_dead_letters(make_driver) -> None:
+    driver = make_driver()
+    outbox = Outbox(driver, "sweeper")
+    old = f"{(time.time_ns() - 3 * 86400 * 10**9):020d}-{'a' * 16}"  # three days old
+    fresh = new_id()
+    await outbox.append(Record(old, "artifact.pushed", b"{}", ("gone",)))  # its endpoint is configured nowhere
+    await outbox.append(Record(fresh, "artifact.pushed", b"{}", ("gone",)))
+    await driver.put(f"events/endpoints/gone/{old}/lease-000001", b"{}")
+    orphan = f"{(time.time_ns() - 2 * 3600 * 10**9):020d}-{'b' * 16}"  # state of a record deleted 2 h ago
+    await driver.put(f"events/endpoints/gone/{orphan}/done", b"{}")
+    await driver.put(f"{DEAD}/gone/{old}", b"{}")
+    await driver.put(f"{DEAD}/gone/{fresh}", b"{}")
+    removed = await outbox.sweep(await outbox.pending(), expire_after=86400, dead_letter_age=2 * 86400)
+    assert removed == 3
+    assert await outbox.pending() == [fresh]
+    assert await driver.list("events/endpoints/gone") == []
+    assert await driver.list(f"{DEAD}/gone") == [fresh]
