@@ -114,7 +114,8 @@ async def test_full_outbox_drops_and_counts(registry, make_driver, receiver: Rec
 async def test_principal_and_request_id(registry, receiver: Receiver, tmp_path: Path) -> None:
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "alice-pw"})
     client = await registry({
-        **config(receiver, "who", ["artifact.pushed", "artifact.deleted"]),
+        "events": {**config(receiver, "who", ["artifact.pushed", "artifact.deleted"])["events"],
+                   "source": "https://registry.example.test"},
         "auth": {"htpasswd": str(htpasswd)},
         "projects": {"lib": {"members": {"alice": ["pull", "push", "delete"]}}},
         "trust": {"keys": {"insecure_dev_passphrase": True}},
@@ -128,6 +129,7 @@ async def test_principal_and_request_id(registry, receiver: Receiver, tmp_path: 
     assert pushed[0]["data"]["principal"] == "alice" and deleted[0]["data"]["principal"] == "alice"
     assert deleted[0]["subject"] == f"lib/app:v1@{digest}"  # a tag deleted: tag and digest
     assert pushed[0]["data"]["requestId"] != deleted[0]["data"]["requestId"]
+    assert pushed[0]["source"] == deleted[0]["source"] == "https://registry.example.test"
 
 
 async def test_no_events_section_writes_nothing(client, make_driver) -> None:

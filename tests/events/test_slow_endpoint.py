@@ -61,3 +61,15 @@ def test_hanging_endpoint_never_slows_a_push_or_a_pull(trustreg, receiver: Recei
     receiver.wait_for(lambda: len(receiver.of("healthy")) == 2 * PUSHES, message="every event at healthy")
     assert len(receiver.of("healthy", "pull.refused")) == PUSHES and not receiver.of("stuck")
     assert receiver.duplicates() == []
+    expected = ['trustreg_events_queue_depth{endpoint="stuck"} 50.0',  # all still waiting
+                'trustreg_events_queue_depth{endpoint="healthy"} 0.0',
+                'trustreg_events_delivered_total{endpoint="healthy"} 50.0',
+                'trustreg_events_delivery_seconds_count{endpoint="healthy"} 50.0']
+    deadline = time.monotonic() + 20
+    while True:  # the gauges follow the worker's scans (every 0.2 s)
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=30) as resp:  # noqa: S310
+            metrics = resp.read().decode()
+        if all(line in metrics for line in expected) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert all(line in metrics for line in expected), [m for m in metrics.splitlines() if "events" in m]
