@@ -32,6 +32,7 @@ from registry.metrics import (
 
 log = logging.getLogger("trustreg.events")
 SWEEP_SECONDS = 600.0
+READ_BATCH = 32  # records read at once by a scan (a fresh process reads the whole outbox once)
 USER_AGENT = "trustreg-events/1"
 
 
@@ -43,7 +44,7 @@ class Deliverer:
         self.endpoints = {e.name: e for e in config.endpoints}
         self.pending = 0  # records in the outbox at the last scan, plus those appended here since
         self._appends = 0
-        self._records: dict[str, Record] = {}
+        self._records: dict[str, Record | None] = {}  # None: gone or unreadable, skipped while listed
         self._not_before: dict[tuple[str, str], float] = {}
         self._finished: set[tuple[str, str]] = set()
         self._inflight: dict[str, set[str]] = {name: set() for name in self.endpoints}
@@ -84,11 +85,11 @@ class Deliverer:
         self._forget(live)
         depth = dict.fromkeys(self.endpoints, 0)
         now = self.clock()
+        await self._read([i for i in ids if i not in self._records])
         for event_id in ids:
-            record = self._records.get(event_id) or await self.outbox.record(event_id)
+            record = self._records[event_id]
             if record is None:
                 continue
-            self._records[event_id] = record
             for name in (n for n in record.endpoints if n in self.endpoints):  # others: other replicas' config
                 if (name, event_id) in self._finished:
                     continue
@@ -106,6 +107,13 @@ class Deliverer:
             self._last_sweep = now
             expire_after = self.config.retry.max_age + 2 * self.config.lease_seconds + SWEEP_SECONDS
             await self.outbox.sweep(ids, expire_after, self.config.dead_letter_days * 86400)
+
+    async def _read(self, ids: list[str]) -> None:
+        """Read (and keep: records never change) the records not read yet, a batch at a time."""
+        for start in range(0, len(ids), READ_BATCH):
+            batch = ids[start:start + READ_BATCH]
+            for event_id, record in zip(batch, await asyncio.gather(*map(self.outbox.record, batch)), strict=True):
+                self._records[event_id] = record
 
     def _forget(self, live: set[str]) -> None:
         """Drop what this process remembers about records no longer in the outbox."""
