@@ -185,7 +185,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if request.method == "POST" and path == "":
             parts = await _read_parts(request)
             await service.publish(repository, gun, parts)
-            await events.trust_published(request, repository, gun, [str(filename) for filename, _ in parts])
+            await events.trust_published(request, repository, gun, [name for name, _ in parts if name])
             return empty_ok()
         if request.method == "POST" and path.endswith(".key"):
             return key_response(await service.create_key(repository, path[: -len(".key")]))
