@@ -47,11 +47,11 @@ class Events:
             self._dropped(endpoints, event_type, subject, f"the outbox holds {self.config.max_pending} events")
             return
         event_id = new_id()
-        record = Record(event_id, event_type, make_body(event_type, self.source, subject, data, event_id), endpoints)
         try:
-            await self.outbox.append(record)
+            body = make_body(event_type, self.source, subject, data, event_id)
+            await self.outbox.append(Record(event_id, event_type, body, endpoints))
         except Exception as exc:  # an event must never fail the push, pull or publish it describes
-            self._dropped(endpoints, event_type, subject, f"storage error: {exc}")
+            self._dropped(endpoints, event_type, subject, f"{type(exc).__name__}: {exc}")
             return
         self.deliverer.appended()
 
