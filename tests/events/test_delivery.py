@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from registry.events.outbox import DEAD, OUTBOX, Outbox
@@ -171,3 +172,16 @@ async def test_sweep_removes_expired_records_orphans_and_old_dead_letters(make_d
     assert await outbox.pending() == [fresh]
     assert await driver.list("events/endpoints/gone") == []
     assert await driver.list(f"{DEAD}/gone") == [fresh]
+
+
+async def test_failed_append_never_fails_the_push(registry, make_driver, receiver: Receiver) -> None:
+    """Storage refuses the outbox write (a file stands where its directory goes): the push succeeds,
+    the event is counted as dropped."""
+    if make_driver.kind != "filesystem":
+        pytest.skip("a filesystem-only way to make one key unwritable")
+    (Path(make_driver.config["root"]) / "events").mkdir(parents=True)
+    (Path(make_driver.config["root"]) / "events" / "outbox").write_text("not a directory")
+    dropped = sample("trustreg_events_dropped_total", "unwritable")
+    client = await registry(config(receiver, "unwritable", ["artifact.pushed"]))
+    await push_image(client, "lib/app", "v1")  # asserts 201
+    assert sample("trustreg_events_dropped_total", "unwritable") - dropped == 1
