@@ -18,6 +18,7 @@ from registry.events.outbox import DEAD, OUTBOX, Outbox
 from registry.events.record import Record, make_body, new_id
 from tests.auth.conftest import basic, write_htpasswd
 from tests.events.receiver import Receiver
+from tests.helpers import OCI_MANIFEST, digest_of
 from tests.registry.test_api import push_image
 
 FAST = {"poll_seconds": 0.1, "retry": {"initial_seconds": 0.05, "max_seconds": 0.2}}
@@ -185,3 +186,30 @@ async def test_failed_append_never_fails_the_push(registry, make_driver, receive
     client = await registry(config(receiver, "unwritable", ["artifact.pushed"]))
     await push_image(client, "lib/app", "v1")  # asserts 201
     assert sample("trustreg_events_dropped_total", "unwritable") - dropped == 1
+
+
+async def test_signature_added_for_a_cosign_sig_tag_only(registry, receiver: Receiver) -> None:
+    """A cosign legacy `.sig` manifest (simple-signing layer) is a signature of the digest its tag
+    names; an ordinary image is not."""
+    client = await registry(config(receiver, "sigs", ["signature.added"]))
+    _, image = await push_image(client, "lib/app", "v1")
+    payload = json.dumps({"critical": {"image": {"docker-manifest-digest": image}}}).encode()
+    config_blob = b'{"architecture":"","os":""}'
+    for blob in (payload, config_blob):
+        resp = await client.post(f"/v2/lib/app/blobs/uploads/?digest={digest_of(blob)}", data=blob)
+        assert resp.status == 201
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(config_blob),
+                   "size": len(config_blob)},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": digest_of(payload),
+                    "size": len(payload), "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="}}],
+    }).encode()
+    tag = image.replace(":", "-") + ".sig"
+    resp = await client.put(f"/v2/lib/app/manifests/{tag}", data=manifest, headers={"Content-Type": OCI_MANIFEST})
+    assert resp.status == 201
+    added = await until(lambda: receiver.of("sigs"))
+    await asyncio.sleep(0.5)
+    assert len(receiver.of("sigs")) == 1  # the image itself was no signature
+    assert added[0]["subject"] == f"lib/app:{tag}@{digest_of(manifest)}"
+    assert added[0]["data"]["kind"] == "cosign" and added[0]["data"]["signedDigest"] == image
