@@ -44,21 +44,19 @@ from botocore.exceptions import (
 )
 
 from storage.base import (
-    AppendSealedError,
-    OffsetMismatchError,
+    READ_CHUNK,
+    AppendChain,
     PathNotFoundError,
     Stat,
     StorageDriver,
     StorageError,
     StorageUnavailableError,
-    check_append_position,
 )
 
 T = TypeVar("T")
 
 MiB = 1 << 20
 GiB = 1 << 30
-READ_CHUNK = MiB
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
 DEFAULT_PART_SIZE = 16 * MiB
@@ -486,8 +484,8 @@ class S3Driver(StorageDriver):
             await self._delete_prefix(prefix, key)
 
     # --- append objects ------------------------------------------------------------------------
-    async def _chain(self, key: str) -> tuple[list[tuple[str, int]], int, bool]:
-        """The committed parts (S3 key, size) in order, the size and whether the object is sealed."""
+    async def _chain(self, key: str) -> AppendChain[str]:
+        """The committed parts (S3 key, size) of the append object `key`."""
         side = self._sidecar(key)
 
         def collect() -> dict[str, int]:
@@ -503,16 +501,12 @@ class S3Driver(StorageDriver):
         found = await self._run(collect, key=key)
         if STATE_NAME not in found:
             raise PathNotFoundError(key)
-        parts: list[tuple[str, int]] = []
-        size = 0
-        for name in sorted(n for n in found if n.startswith(PART_PREFIX)):
-            if name != _part_name(size):
-                continue  # not on the chain (cannot happen: parts are committed at the end only)
-            if found[name] == 0:
-                return parts, size, True
-            parts.append((side + name, found[name]))
-            size += found[name]
-        return parts, size, False
+
+        def part_at(offset: int) -> tuple[str, int] | None:
+            name = _part_name(offset)
+            return (side + name, found[name]) if name in found else None
+
+        return AppendChain.follow(part_at)
 
     async def _get_raw(self, s3_key: str, key: str) -> bytes:
         def read() -> bytes:
@@ -529,15 +523,13 @@ class S3Driver(StorageDriver):
         await self._call("put_object", key, Key=self._sidecar(key) + STATE_NAME, Body=b"{}")
 
     async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
-        parts, size, sealed = await self._chain(key)
-        check_append_position(key, len(parts), size, sealed, offset)
+        (await self._chain(key)).check_append(key, offset)
         side = self._sidecar(key)
         part = side + _part_name(offset)
         try:
             written = await self._write_stream(part, key, _non_empty(chunks), create_only=True)
         except _Exists:
-            _, size, sealed = await self._chain(key)
-            raise AppendSealedError(key) if sealed else OffsetMismatchError(key, offset, size) from None
+            raise (await self._chain(key)).taken(key, offset) from None
         except _Empty:
             return offset
         try:  # the session may have ended while the part was written: then the part is not ours to keep
@@ -548,26 +540,23 @@ class S3Driver(StorageDriver):
         return offset + written
 
     async def append_size(self, key: str) -> int:
-        return (await self._chain(key))[1]
+        return (await self._chain(key)).size
 
     async def seal_append(self, key: str) -> int:
         while True:
-            _, size, sealed = await self._chain(key)
-            if sealed:
-                return size
+            chain = await self._chain(key)
+            if chain.sealed:
+                return chain.size
             try:
                 await self._conditional(
-                    "put_object", key, Key=self._sidecar(key) + _part_name(size), Body=b"", IfNoneMatch="*"
+                    "put_object", key, Key=self._sidecar(key) + _part_name(chain.size), Body=b"", IfNoneMatch="*"
                 )
-                return size
+                return chain.size
             except _Exists:
                 continue  # an append landed first: seal after it
 
     async def _sealed_parts(self, key: str) -> list[tuple[str, int]]:
-        parts, _, sealed = await self._chain(key)
-        if not sealed:
-            raise StorageError(f"append object {key!r} is not sealed")
-        return parts
+        return (await self._chain(key)).sealed_parts(key)
 
     async def read_append(self, key: str) -> AsyncIterator[bytes]:
         for part, _ in await self._sealed_parts(key):
