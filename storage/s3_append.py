@@ -140,31 +140,10 @@ class S3AppendObjects(S3Bucket):
             and all(MIN_PART_SIZE <= n <= self.copy_threshold for _, n in parts[:-1])
             and parts[-1][1] <= self.copy_threshold
         ):
-            await self._copy_parts(parts, full, key)
+            pieces = [{"CopySource": {"Bucket": self.bucket, "Key": part}} for part, _ in parts]
+            await self._copy_pieces(full, pieces, key)  # one UploadPartCopy per part
         else:
             await self._write_stream(full, dst, self.read_append(key))
-
-    async def _copy_parts(self, parts: list[tuple[str, int]], full: str, key: str) -> None:
-        """Concatenate parts server-side: one UploadPartCopy per part."""
-        upload_id = (await self._call("create_multipart_upload", key, Key=full))["UploadId"]
-        try:
-            copied = []
-            for n, (part, _) in enumerate(parts, start=1):
-                r = await self._call(
-                    "upload_part_copy",
-                    key,
-                    Key=full,
-                    UploadId=upload_id,
-                    PartNumber=n,
-                    CopySource={"Bucket": self.bucket, "Key": part},
-                )
-                copied.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
-            await self._call(
-                "complete_multipart_upload", key, Key=full, UploadId=upload_id, MultipartUpload={"Parts": copied}
-            )
-        except BaseException:
-            await self._abort_quietly(full, upload_id)
-            raise
 
     async def abort_append(self, key: str) -> None:
         """The state goes first: a part committed after that is deleted by its own writer."""

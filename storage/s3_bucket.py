@@ -232,29 +232,22 @@ class S3Bucket(StorageDriver):
         source = {"Bucket": self.bucket, "Key": src}
         if size <= self.copy_threshold:
             await self._call("copy_object", key, Key=dst, CopySource=source)
-        else:
-            await self._multipart_copy(key, source, dst, size)
+            return
+        step = max(self.copy_part_size, math.ceil(size / MAX_PARTS))
+        ranges = [f"bytes={start}-{min(start + step, size) - 1}" for start in range(0, size, step)]
+        await self._copy_pieces(dst, [{"CopySource": source, "CopySourceRange": r} for r in ranges], key)
 
-    async def _multipart_copy(self, src: str, source: dict[str, str], dst: str, size: int) -> None:
-        part = max(self.copy_part_size, math.ceil(size / MAX_PARTS))
-        resp = await self._call("create_multipart_upload", src, Key=dst)
-        upload_id = resp["UploadId"]
+    async def _copy_pieces(self, dst: str, pieces: list[dict[str, Any]], key: str) -> None:
+        """Concatenate `pieces` (each an UploadPartCopy's CopySource and optional CopySourceRange)
+        server-side into `dst`, as one multipart upload."""
+        upload_id = (await self._call("create_multipart_upload", key, Key=dst))["UploadId"]
         try:
             parts = []
-            for n, start in enumerate(range(0, size, part), start=1):
-                end = min(start + part, size) - 1
-                r = await self._call(
-                    "upload_part_copy",
-                    src,
-                    Key=dst,
-                    UploadId=upload_id,
-                    PartNumber=n,
-                    CopySource=source,
-                    CopySourceRange=f"bytes={start}-{end}",
-                )
+            for n, piece in enumerate(pieces, start=1):
+                r = await self._call("upload_part_copy", key, Key=dst, UploadId=upload_id, PartNumber=n, **piece)
                 parts.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
             await self._call(
-                "complete_multipart_upload", src, Key=dst, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                "complete_multipart_upload", key, Key=dst, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
             await self._abort_quietly(dst, upload_id)
