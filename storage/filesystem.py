@@ -4,7 +4,8 @@ Atomic writes go to a temp file in the destination directory, are fsynced, then 
 destination (and the directory fsynced), so a killed process leaves the old or the new object. Blocking
 file I/O runs in the default thread pool; blob reads are served by sendfile through `local_path`.
 Append objects (upload sessions) are in `storage.filesystem_append`, the file primitives in
-`storage.filesystem_io`.
+`storage.filesystem_io`; every file the driver writes is opened by this module's `open` or written by its
+`_write_all` (appended parts too, through `_write_temp`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from storage.filesystem_io import (
     translate,
     unlink_quietly,
 )
-from storage.filesystem_io import write_all as _write_all  # the one name every small write here goes through
+from storage.filesystem_io import write_all as _write_all  # the one name small writes go through
 
 LIST_CACHE_SETTLE = 2.0  # seconds; see FilesystemDriver.list
 LIST_CACHE_SIZE = 1024
