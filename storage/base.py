@@ -64,6 +64,17 @@ class AppendSealedError(StorageError):
         self.key = key
 
 
+def check_append_position(key: str, parts: int, size: int, sealed: bool, offset: int) -> None:
+    """Whether an append at `offset` may start on an append object of `parts` parts and `size` bytes:
+    AppendSealedError, OffsetMismatchError or TooManyPartsError if not (both drivers' precondition)."""
+    if sealed:
+        raise AppendSealedError(key)
+    if size != offset:
+        raise OffsetMismatchError(key, offset, size)
+    if parts >= MAX_APPEND_PARTS:
+        raise TooManyPartsError(f"{key!r} has {parts} parts")
+
+
 class StorageUnavailableError(StorageError):
     """The backend cannot be reached or refused the operation for a reason not ours (503)."""
 
@@ -103,14 +114,8 @@ class AppendChain(Generic[P]):
         return cls(parts, size, False)
 
     def check_append(self, key: str, offset: int) -> None:
-        """Whether an append at `offset` may start: AppendSealedError, OffsetMismatchError or
-        TooManyPartsError if not."""
-        if self.sealed:
-            raise AppendSealedError(key)
-        if self.size != offset:
-            raise OffsetMismatchError(key, offset, self.size)
-        if len(self.parts) >= MAX_APPEND_PARTS:
-            raise TooManyPartsError(f"{key!r} has {len(self.parts)} parts")
+        """Whether an append at `offset` may start (see check_append_position)."""
+        check_append_position(key, len(self.parts), self.size, self.sealed, offset)
 
     def taken(self, key: str, offset: int) -> StorageError:
         """The error of an append whose part found `offset` taken (read from the chain after it)."""
