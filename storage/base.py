@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+P = TypeVar("P")
+READ_CHUNK = 1 << 20  # bytes per chunk of a streamed read
 
 
 class StorageError(Exception):
@@ -85,6 +89,43 @@ class Stat:
 
     size: int
     modified: float
+
+
+@dataclass(frozen=True)
+class AppendChain(Generic[P]):
+    """What an append object holds, as both drivers store it: parts named by their start offset, each
+    starting where the one before ends, and the seal as an empty part after the last."""
+
+    parts: list[tuple[P, int]]  # (where the part is, its size), in order
+    size: int
+    sealed: bool
+
+    @classmethod
+    def follow(cls, part_at: Callable[[int], tuple[P, int] | None]) -> AppendChain[P]:
+        """Follow the parts from offset 0; `part_at(offset)` is the part committed there and its size,
+        or None. A part off the chain is never reached (parts are only ever committed at the end)."""
+        parts: list[tuple[P, int]] = []
+        size = 0
+        while (found := part_at(size)) is not None:
+            if found[1] == 0:
+                return cls(parts, size, True)
+            parts.append(found)
+            size += found[1]
+        return cls(parts, size, False)
+
+    def check_append(self, key: str, offset: int) -> None:
+        """Whether an append at `offset` may start (see check_append_position)."""
+        check_append_position(key, len(self.parts), self.size, self.sealed, offset)
+
+    def taken(self, key: str, offset: int) -> StorageError:
+        """The error of an append whose part found `offset` taken (read from the chain after it)."""
+        return AppendSealedError(key) if self.sealed else OffsetMismatchError(key, offset, self.size)
+
+    def sealed_parts(self, key: str) -> list[tuple[P, int]]:
+        """The parts of a sealed append object; StorageError if it is not sealed."""
+        if not self.sealed:
+            raise StorageError(f"append object {key!r} is not sealed")
+        return self.parts
 
 
 class StorageDriver(abc.ABC):

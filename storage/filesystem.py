@@ -3,49 +3,40 @@
 Atomic writes go to a temp file in the destination directory, are fsynced, then renamed over the
 destination (and the directory fsynced), so a killed process leaves the old or the new object. Blocking
 file I/O runs in the default thread pool; blob reads are served by sendfile through `local_path`.
+Append objects (upload sessions) are in `storage.filesystem_append`, the file primitives in
+`storage.filesystem_io`; every file the driver writes is opened by this module's `open` or written by its
+`_write_all` (appended parts too, through `_write_temp`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import os
 import shutil
 import stat as stat_module
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
-from storage.base import (
-    AppendSealedError,
-    OffsetMismatchError,
-    PathNotFoundError,
-    Stat,
-    StorageDriver,
-    StorageError,
-    StorageFullError,
-    StorageUnavailableError,
-    check_append_position,
+from storage.base import READ_CHUNK, PathNotFoundError, Stat, StorageError, StorageUnavailableError
+from storage.filesystem_append import FilesystemAppendObjects
+from storage.filesystem_io import (
+    TEMP_PREFIX,
+    create_only,
+    flush_and_sync,
+    fsync_dir,
+    run_blocking,
+    temp_beside,
+    translate,
+    unlink_quietly,
 )
+from storage.filesystem_io import write_all as _write_all  # the one name small writes go through
 
-T = TypeVar("T")
-READ_CHUNK = 1 << 20
 LIST_CACHE_SETTLE = 2.0  # seconds; see FilesystemDriver.list
 LIST_CACHE_SIZE = 1024
-TEMP_PREFIX = ".tmp-"
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class FilesystemDriver(StorageDriver):
+class FilesystemDriver(FilesystemAppendObjects):
     """Objects as files under `root`; see the module docstring."""
 
     name = "filesystem"
@@ -66,19 +57,6 @@ class FilesystemDriver(StorageDriver):
             raise StorageError(f"key escapes the root: {key!r}")
         return path
 
-    @staticmethod
-    async def _run(fn: Callable[..., T], *args: object) -> T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        except OSError as e:
-            translated = _translate(e)
-            if translated is e:
-                raise
-            raise translated from e
-
-    def _temp_for(self, path: str) -> str:
-        return os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-
     def _write_batches(self, batches: Sequence[Sequence[tuple[str, bytes]]]) -> None:
         """Per batch: write and fsync every temp file, rename each over its destination, then fsync
         each destination directory, so the whole batch is durable before the next one starts.
@@ -87,7 +65,7 @@ class FilesystemDriver(StorageDriver):
             staged: list[tuple[str, str]] = []
             try:
                 for path, data in batch:
-                    tmp = self._temp_for(path)
+                    tmp = temp_beside(path)
                     try:
                         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
                     except FileNotFoundError:
@@ -103,10 +81,10 @@ class FilesystemDriver(StorageDriver):
                     os.replace(tmp, path)
             except BaseException:
                 for tmp, _ in staged:  # the ones already renamed are gone: unlinking them is a no-op
-                    _unlink_quietly(tmp)
+                    unlink_quietly(tmp)
                 raise
             for directory in dict.fromkeys(os.path.dirname(path) for path, _ in batch):
-                _fsync_dir(directory)
+                fsync_dir(directory)
 
     # --- small objects -------------------------------------------------------------------------
     # Metadata reads run inline on the event loop: a page-cached read of a tiny file (tags, links,
@@ -118,7 +96,7 @@ class FilesystemDriver(StorageDriver):
         except (FileNotFoundError, NotADirectoryError) as e:
             raise PathNotFoundError(key) from e
         except OSError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         if not stat_module.S_ISREG(st.st_mode):
             raise PathNotFoundError(key)
         return Stat(size=st.st_size, modified=st.st_mtime)
@@ -131,15 +109,15 @@ class FilesystemDriver(StorageDriver):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
             raise PathNotFoundError(key) from e
         except OSError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     async def put(self, key: str, data: bytes) -> None:
-        await self._run(self._write_batches, [[(self._path(key), data)]])
+        await run_blocking(self._write_batches, [[(self._path(key), data)]])
 
     async def put_many(self, batches: Sequence[Sequence[tuple[str, bytes]]]) -> None:
         """One trip to the thread pool for all the batches (see `_write_batches`)."""
         paths = [[(self._path(key), data) for key, data in batch] for batch in batches]
-        await self._run(self._write_batches, paths)
+        await run_blocking(self._write_batches, paths)
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
         """A fsynced temp file hard-linked to the key: link(2) fails if the name exists."""
@@ -147,38 +125,45 @@ class FilesystemDriver(StorageDriver):
 
         def create() -> bool:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            if not _create_only(path, self._temp_for(path), lambda fd: _write_all(fd, data)):
+            if not create_only(path, temp_beside(path), lambda fd: _write_all(fd, data)):
                 return False
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
             return True
 
-        return await self._run(create)
+        return await run_blocking(create)
 
     # --- streams -------------------------------------------------------------------------------
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         path = self._path(key)
-        await self._run(os.makedirs, os.path.dirname(path), 0o777, True)
-        tmp = self._temp_for(path)
-        f = await self._run(open, tmp, "wb")
+        await run_blocking(os.makedirs, os.path.dirname(path), 0o777, True)
+        tmp = temp_beside(path)
+        try:
+            written = await self._write_temp(tmp, chunks)
+            await run_blocking(os.replace, tmp, path)
+            await run_blocking(fsync_dir, os.path.dirname(path))
+        except BaseException:
+            unlink_quietly(tmp)
+            raise
+        return written
+
+    async def _write_temp(self, tmp: str, chunks: AsyncIterable[bytes]) -> int:
+        """Stream `chunks` into the new file `tmp`, fsynced and closed; returns the bytes written.
+        The caller places `tmp` or removes it (streamed objects and appended parts alike)."""
+        f = await run_blocking(open, tmp, "xb")
         written = 0
         try:
             async for chunk in chunks:
-                await self._run(f.write, chunk)
+                await run_blocking(f.write, chunk)
                 written += len(chunk)
-            await self._run(_flush_and_sync, f)
+            await run_blocking(flush_and_sync, f)
+        finally:
             f.close()
-            await self._run(os.replace, tmp, path)
-            await self._run(_fsync_dir, os.path.dirname(path))
-        except BaseException:
-            f.close()
-            _unlink_quietly(tmp)
-            raise
         return written
 
     async def read_stream(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         path = self._path(key)
         try:
-            f = await self._run(open, path, "rb")
+            f = await run_blocking(open, path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
             raise PathNotFoundError(key) from e
         try:
@@ -187,7 +172,7 @@ class FilesystemDriver(StorageDriver):
             remaining = length
             while remaining is None or remaining > 0:
                 size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                chunk = await self._run(f.read, size)
+                chunk = await run_blocking(f.read, size)
                 if not chunk:
                     break
                 if remaining is not None:
@@ -221,7 +206,7 @@ class FilesystemDriver(StorageDriver):
             except (FileNotFoundError, NotADirectoryError):
                 return []
 
-        names = await self._run(listdir)
+        names = await run_blocking(listdir)
         if time.time() - st.st_mtime > LIST_CACHE_SETTLE:
             self._listings[path] = (st.st_mtime_ns, tuple(names))
             if len(self._listings) > LIST_CACHE_SIZE:
@@ -239,7 +224,7 @@ class FilesystemDriver(StorageDriver):
                     keys.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
             return keys
 
-        for key in await self._run(collect):
+        for key in await run_blocking(collect):
             yield key
 
     async def move(self, src: str, dst: str) -> None:
@@ -248,10 +233,10 @@ class FilesystemDriver(StorageDriver):
         def do_move() -> None:
             os.makedirs(os.path.dirname(d), exist_ok=True)
             os.replace(s, d)
-            _fsync_dir(os.path.dirname(d))
+            fsync_dir(os.path.dirname(d))
 
         try:
-            await self._run(do_move)
+            await run_blocking(do_move)
         except FileNotFoundError as e:
             raise PathNotFoundError(src) from e
 
@@ -261,158 +246,18 @@ class FilesystemDriver(StorageDriver):
         def remove() -> None:
             if os.path.isdir(path) and not os.path.islink(path):
                 # Rename first so a concurrent reader never sees a half-deleted tree.
-                doomed = self._temp_for(path)
+                doomed = temp_beside(path)
                 try:
                     os.rename(path, doomed)
                 except FileNotFoundError:
                     return
                 shutil.rmtree(doomed, ignore_errors=True)
             else:
-                _unlink_quietly(path)
+                unlink_quietly(path)
 
-        await self._run(remove)
+        await run_blocking(remove)
 
-    # --- append objects ------------------------------------------------------------------------
-    # An append object is a directory of parts, each named by its start offset (20 digits). An append
-    # streams into a private temp file there, fsyncs and closes it, then hard-links it to the name of
-    # its offset: link(2) fails if the name exists, so one offset takes one part, and no request keeps
-    # a handle on a committed part. The seal is an empty part linked at the end: a later append finds
-    # its offset taken, and the size never passes it. Abort renames the directory away at once.
-    # Listing the parts costs a stat each, so it runs in the thread pool (their number is capped).
-    def _chain(self, path: str, key: str) -> tuple[list[tuple[str, int]], int, bool]:
-        """The committed parts (path, size) in order, the size and whether the object is sealed."""
-        try:
-            names = sorted(n for n in os.listdir(path) if n.isdigit())
-            parts: list[tuple[str, int]] = []
-            size = 0
-            for name in names:
-                if int(name) != size:
-                    continue  # not on the chain (cannot happen: parts are committed at the end only)
-                part = f"{path}/{name}"
-                n = os.stat(part).st_size
-                if n == 0:
-                    return parts, size, True
-                parts.append((part, n))
-                size += n
-            return parts, size, False
-        except (FileNotFoundError, NotADirectoryError) as e:
-            raise PathNotFoundError(key) from e
-
-    def _link_part(self, tmp: str, path: str, offset: int, key: str) -> None:
-        """Commit `tmp` as the part at `offset`, create-only."""
-        try:
-            os.link(tmp, f"{path}/{offset:020d}")
-        except FileExistsError:
-            _, size, sealed = self._chain(path, key)
-            raise AppendSealedError(key) if sealed else OffsetMismatchError(key, offset, size) from None
-        except FileNotFoundError as e:
-            raise PathNotFoundError(key) from e
-
-    async def start_append(self, key: str) -> None:
-        path = self._path(key)
-        await self.delete(key)
-        await self._run(os.makedirs, path)
-
-    async def append(self, key: str, chunks: AsyncIterable[bytes], offset: int) -> int:
-        path = self._path(key)
-        parts, size, sealed = await self._run(self._chain, path, key)
-        check_append_position(key, len(parts), size, sealed, offset)
-        tmp = self._temp_for(f"{path}/part")
-        try:
-            f = await self._run(open, tmp, "xb")
-        except (FileNotFoundError, NotADirectoryError) as e:
-            raise PathNotFoundError(key) from e
-        written = 0
-        try:
-            try:
-                async for chunk in chunks:
-                    await self._run(f.write, chunk)
-                    written += len(chunk)
-                if written:
-                    await self._run(_flush_and_sync, f)
-            finally:
-                f.close()
-            if written:
-                await self._run(self._link_part, tmp, path, offset, key)
-                await self._run(_fsync_dir, path)
-        finally:
-            _unlink_quietly(tmp)
-        return offset + written
-
-    async def append_size(self, key: str) -> int:
-        return (await self._run(self._chain, self._path(key), key))[1]
-
-    async def seal_append(self, key: str) -> int:
-        path = self._path(key)
-
-        def seal() -> int:
-            while True:
-                _, size, sealed = self._chain(path, key)
-                if sealed:
-                    return size
-                tmp = self._temp_for(f"{path}/seal")
-                try:
-                    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
-                    os.link(tmp, f"{path}/{size:020d}")
-                    return size
-                except FileExistsError:
-                    continue  # an append landed first: seal after it
-                except FileNotFoundError as e:
-                    raise PathNotFoundError(key) from e
-                finally:
-                    _unlink_quietly(tmp)
-
-        return await self._run(seal)
-
-    def _sealed_parts(self, key: str) -> list[tuple[str, int]]:
-        parts, _, sealed = self._chain(self._path(key), key)
-        if not sealed:
-            raise StorageError(f"append object {key!r} is not sealed")
-        return parts
-
-    async def read_append(self, key: str) -> AsyncIterator[bytes]:
-        for part, _ in self._sealed_parts(key):
-            try:
-                f = await self._run(open, part, "rb")
-            except FileNotFoundError as e:  # ended meanwhile (finished or cancelled by another request)
-                raise PathNotFoundError(key) from e
-            try:
-                while chunk := await self._run(f.read, READ_CHUNK):
-                    yield chunk
-            finally:
-                f.close()
-
-    async def commit_append(self, key: str, dst: str) -> None:
-        """One part is hard-linked into place (no copy); several are concatenated in the kernel
-        (copy_file_range) into a temp file that is then linked. Either way create-only."""
-        target = self._path(dst)
-
-        def commit() -> None:
-            parts = self._sealed_parts(key)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if len(parts) == 1:
-                try:
-                    os.link(parts[0][0], target)
-                except FileExistsError:
-                    return
-            else:
-                def concatenate(fd: int) -> None:
-                    for part, size in parts:
-                        _copy_into(part, size, fd)
-
-                if not _create_only(target, self._temp_for(target), concatenate):
-                    return
-            os.utime(target)  # the blob's age starts now (the garbage collector's grace period)
-            _fsync_dir(os.path.dirname(target))
-
-        try:
-            await self._run(commit)
-        except FileNotFoundError as e:
-            raise PathNotFoundError(key) from e
-
-    async def abort_append(self, key: str) -> None:
-        await self.delete(key)
-
+    # --- lifecycle -----------------------------------------------------------------------------
     async def check(self) -> None:
         def probe() -> None:
             try:
@@ -424,70 +269,4 @@ class FilesystemDriver(StorageDriver):
             except OSError as e:
                 raise StorageUnavailableError(f"storage root {self.root} is not usable: {e.strerror}") from e
 
-        await self._run(probe)
-
-
-def _create_only(path: str, tmp: str, write: Callable[[int], None]) -> bool:
-    """Write a fsynced temp file with `write(fd)` and hard-link it to `path`: False (nothing changed)
-    if `path` exists, since link(2) never replaces. The temp file is always removed."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            write(fd)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        _unlink_quietly(tmp)
-    return True
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _copy_into(path: str, size: int, fd: int) -> None:
-    """Append `size` bytes of the file at `path` to `fd` (in the kernel where it can)."""
-    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        left = size
-        while left:
-            try:
-                n = os.copy_file_range(src, fd, left)
-            except OSError as e:  # a filesystem without it (EXDEV, ENOSYS, EINVAL): plain copy
-                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    raise
-                data = os.read(src, min(left, READ_CHUNK))
-                _write_all(fd, data)
-                n = len(data)
-            if n == 0:
-                raise StorageError(f"part {path} is shorter than its {size} bytes")
-            left -= n
-    finally:
-        os.close(src)
-
-
-def _flush_and_sync(f) -> None:  # type: ignore[no-untyped-def]
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _translate(e: OSError) -> Exception:
-    if e.errno == errno.ENOSPC:
-        return StorageFullError("no space left on the storage device")
-    if e.errno in (errno.EACCES, errno.EROFS, errno.EIO):
-        return StorageUnavailableError(f"storage error: {e.strerror}")
-    return e
+        await run_blocking(probe)
