@@ -159,7 +159,10 @@ async def test_sigkill_during_concurrent_writes_loses_and_corrupts_nothing(tmp_p
 
         server = await asyncio.to_thread(start_server, tmp_path / f"verify{round_}", config)
         try:
-            report = await check_storage(FilesystemDriver(str(tmp_path / "data")))
+            # A killed write leaves its temp file behind (garbage, not damage; `trustreg check --repair`
+            # removes it once old): only the previous rounds' would be old enough to be reported, and
+            # whether they are depends on the machine's speed, so temp files are not judged here.
+            report = await check_storage(FilesystemDriver(str(tmp_path / "data")), temp_age=float("inf"))
             assert report.problems == [], [str(p) for p in report.problems]
             assert await verify_acknowledged(server.url, acked) == []
         finally:
