@@ -144,7 +144,9 @@ class Admitter:
                 raise UpstreamInvalidError(f"index child {child} is missing upstream")
             admission.charge(len(got.body))
             admission.children.append(got)
-        if self.enforced(name):
+            if signature_kind(manifest_doc(got.manifest)) is not None:  # the referrers tag schema's index
+                await self._small_blobs(admission, repository, got)
+        if self.enforced(name):  # an unenforced project fetches signatures only when they are asked for
             await self._signatures(admission, repository)
             if signature_kind(manifest_doc(fetched.manifest)) is not None:  # a signature asked for itself
                 await self._small_blobs(admission, repository, fetched)
