@@ -4,7 +4,8 @@
   does a cached digest contact the upstream.
 - Manifests by tag: served from the cache for `tag_ttl` seconds after the tag's last resolution;
   then re-resolved (HEAD upstream): unchanged refreshes the resolution, moved admits the new manifest
-  (a refusal answers 412 and removes the local tag), gone upstream removes it (404). When the upstream
+  (a refusal answers 412, removes the local tag and records the refusal; a tag never admitted leaves
+  no trace), gone upstream removes it (404). When the upstream
   is unavailable (unreachable, 5xx, 429 after retries) a cached tag is served stale, and said so.
 - Concurrent misses of one manifest share one upstream fetch (registry.proxy.flights).
 - Writes of any kind into a proxy project are refused with UNSUPPORTED (405, as distribution's own
@@ -179,6 +180,10 @@ class ProxyService:
         if tag is not None:
             await self.records.set_tag(name, tag, TagRecord(str(digest), self.clock(),
                                                             self._upstream_ref(project, name, tag)))
+
+    async def tag_record(self, name: str, tag: str) -> TagRecord | None:
+        """For inspection (UI, /api/v1): the tag's last resolution upstream, when, and the verdict."""
+        return await self.records.tag(name, tag) if self.project(name) is not None else None
 
     # --- blobs, tags, referrers ----------------------------------------------------------------
     async def blob(self, request: web.Request, name: str, digest: Digest) -> web.StreamResponse | None:
