@@ -93,12 +93,13 @@ class _Token:
 class Upstream:
     """One upstream registry, as configured; one aiohttp session (closed by `close`)."""
 
-    def __init__(self, config: ProxyConfig, timeout: float = 30.0) -> None:
+    def __init__(self, config: ProxyConfig, connect_timeout: float = 10.0, read_timeout: float = 30.0) -> None:
         self.config = config
         self._tokens: dict[str, _Token] = {}
         self._challenge: Challenge | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
+                                              sock_read=read_timeout)
         self._ssl: ssl.SSLContext | bool = True
         if config.ca is not None:
             self._ssl = ssl.create_default_context(cafile=config.ca)
