@@ -53,6 +53,14 @@ EVENTS_LATENCY = Histogram(
     "trustreg_events_delivery_seconds", "Time of one webhook POST (any outcome)", ["endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+PROXY_REQUESTS = Counter(
+    "trustreg_proxy_requests_total", "Proxy project reads: hit (cache), miss (fetched upstream), stale",
+    ["project", "kind", "result"],
+)
+PROXY_UPSTREAM_ERRORS = Counter("trustreg_proxy_upstream_errors_total", "Failed upstream requests", ["project"])
+PROXY_REFUSALS = Counter(
+    "trustreg_proxy_refusals_total", "Upstream manifests refused by the content-trust gate (not stored)", ["project"]
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

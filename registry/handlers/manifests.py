@@ -9,9 +9,10 @@ from registry.errors import RegistryError
 from registry.events import hooks as events
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
+from registry.proxy.service import PROXY
 from registry.quota import accountant
 from storage.references import Digest, is_digest, is_valid_tag
-from storage.store import Manifest, RegistryStore, TagExistsError
+from storage.store import Manifest, ManifestUnknownError, RegistryStore, TagExistsError
 
 MANIFEST_GATE = web.AppKey("manifest_gate", object)
 TAG_MOVES = web.AppKey("tag_moves", object)  # registry.tag_moves: warns when a push moves a signed tag
@@ -46,26 +47,40 @@ def _headers(manifest: Manifest) -> dict[str, str]:
     }
 
 
-async def _fetch(request: web.Request) -> Manifest:
+async def _fetch(request: web.Request) -> tuple[Manifest, dict[str, str]]:
+    """The manifest, gated; and headers a proxy project adds (cache hit, miss or stale)."""
     name = repo_name(request)
     tag, digest = _reference(request)
-    manifest = await _resolve(store(request), name, tag, digest)
+    proxy = request.app.get(PROXY)
+    extra = await proxy.tag(name, tag) if proxy is not None and tag is not None else {}  # within tag_ttl
+    try:
+        manifest = await _resolve(store(request), name, tag, digest)
+        if proxy is not None and digest is not None:
+            extra = proxy.hit(name)
+    except ManifestUnknownError:
+        if proxy is None:
+            raise
+        again = await (proxy.missing_digest(name, digest) if digest is not None else proxy.missing_tag(name, tag))
+        if again is None:
+            raise
+        extra = again
+        manifest = await _resolve(store(request), name, tag, digest)  # admitted from the upstream
     gate = request.app.get(MANIFEST_GATE)
     if gate is not None:
         await gate(request, name, tag, manifest)  # raises RegistryError (412) to refuse
-    return manifest
+    return manifest, extra
 
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
-    manifest = await _fetch(request)
-    headers = _headers(manifest)
+    manifest, extra = await _fetch(request)
+    headers = {**_headers(manifest), **extra}
     del headers["Content-Type"]
     return web.Response(body=manifest.body, headers=headers, content_type=manifest.media_type)
 
 
 async def head_manifest(request: web.Request) -> web.StreamResponse:
-    manifest = await _fetch(request)
-    return web.Response(headers=_headers(manifest))
+    manifest, extra = await _fetch(request)
+    return web.Response(headers={**_headers(manifest), **extra})
 
 
 async def put_manifest(request: web.Request) -> web.StreamResponse:
