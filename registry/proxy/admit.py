@@ -219,7 +219,13 @@ class Admitter:
         staging = RegistryStore(MemoryDriver())
         await store_admission(staging, name, admission)
         gate = ContentTrustGate(staging, self.trust_source, self.policy)
-        return await gate.decide(name, tag, admission.manifest.manifest)
+        verdict = await gate.decide(name, tag, admission.manifest.manifest)
+        if verdict.served and admission.children:
+            # Children come in by the gate's own rule (an accepted index lists them; `inherit_index`),
+            # never by an exemption of the index: the referrers tag schema is exempt, what it lists is not.
+            admission.children = [child for child in admission.children
+                                  if (await gate.decide(name, None, child.manifest)).served]
+        return verdict
 
     async def admit(self, name: str, tag: str | None, admission: Admission) -> None:
         """Judge, then commit or refuse (412, nothing written)."""
