@@ -41,6 +41,10 @@ HIT = {"X-Trustreg-Proxy": "hit"}
 MISS = {"X-Trustreg-Proxy": "miss"}
 MAX_FRESH = 100_000
 STALE_RETRY = 10.0  # seconds a tag served stale is served so without asking the upstream again
+# Seconds (at most tag_ttl) a refusal is answered again without a new admission: a client repeating a
+# refused pull must not make the proxy fetch the manifest, its children and signatures upstream each
+# time (an anonymous amplifier against the upstream's rate limits).
+REFUSAL_RETRY = 30.0
 READS = ("GET", "HEAD")
 
 
@@ -70,6 +74,8 @@ class ProxyService:
         self.blobs = BlobFetcher(store, self.records, self.flights)
         self._fresh: dict[tuple[str, str], float] = {}  # (name, tag) -> until when its resolution holds
         self._stale: dict[tuple[str, str], float] = {}  # (name, tag) -> until when it is served stale unasked
+        # (name, tag or digest) -> until when, and the refusal's (message, reason, detail)
+        self._refused: dict[tuple[str, str], tuple[float, tuple[str, str, dict]]] = {}
 
     def project(self, name: str) -> ProjectProxy | None:
         config = proxy_for(self.configs, name)
@@ -110,6 +116,7 @@ class ProxyService:
         project = self.project(name)
         if project is None:
             return None
+        self._refused_recently(name, str(digest))
         project.count("manifest", "miss")
         await self.flights.run(("manifest", name, str(digest)),
                                lambda: self._guard(project, lambda: self._admit(project, name, None, str(digest))))
@@ -138,6 +145,7 @@ class ProxyService:
         if self._stale.get(key, 0.0) > now:  # the upstream failed moments ago: not asked again yet
             project.count("manifest", "stale")
             return dict(STALE_HEADERS)
+        self._refused_recently(name, tag)
         local = await self._local_tag(name, tag)
         record = await self.records.tag(name, tag)
         if (local is not None and record is not None and not record.refused and record.digest == str(local)
@@ -163,6 +171,17 @@ class ProxyService:
             return dict(STALE_HEADERS)
         project.count("manifest", "miss")
         return MISS
+
+    def _refused_recently(self, name: str, reference: str) -> None:
+        """Raise the refusal an admission of `reference` met within the last REFUSAL_RETRY seconds."""
+        refused = self._refused.get((name, reference))
+        if refused is None:
+            return
+        until, (message, reason, detail) = refused
+        if self.clock() >= until:
+            del self._refused[(name, reference)]
+            return
+        raise Refusal(message, reason, detail)
 
     def _remember(self, key: tuple[str, str], until: float) -> None:
         self._fresh[key] = until
@@ -217,6 +236,11 @@ class ProxyService:
                 await self._forget_tag(name, tag)
                 await self.records.set_tag(name, tag, TagRecord(
                     str(digest), self.clock(), self._upstream_ref(project, name, tag), verdict.reason, refused=True))
+            window = min(project.config.tag_ttl, REFUSAL_RETRY)
+            refusal = (verdict.message, verdict.reason, verdict.detail)
+            self._refused[(name, reference)] = (self.clock() + window, refusal)
+            if len(self._refused) > MAX_FRESH:
+                self._refused.pop(next(iter(self._refused)))
             raise Refusal(verdict.message, verdict.reason, verdict.detail)
 
         async def mark(blob: Digest, size: int) -> None:

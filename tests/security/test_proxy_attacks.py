@@ -141,3 +141,20 @@ def test_referrer_posing_as_signature_is_left_out(fake: FakeRegistry, proxy_serv
     for digest in (subject, sha256(evil_body), sha256(evil_layer)):
         assert _stored(proxy, digest) == []
     assert http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(evil_layer)}")[0] == 404
+
+
+def test_repeated_refused_pulls_do_not_hammer_the_upstream(fake: FakeRegistry, proxy_server) -> None:
+    """Anyone may repeat a refused pull; the proxy answers it again from the refusal it met (for a
+    while), instead of fetching the manifest and its signatures upstream each time."""
+    digest = fake.add_image("v1", RUNNABLE_CONFIG, b"unsigned layer " * 64)
+    proxy = proxy_server(fake.url)
+    for reference in ("v1", digest):
+        status, _, first = http(f"{proxy.url}/v2/hub/team/app/manifests/{reference}")
+        assert status == 412
+        asked = len(fake.requests)
+        for _ in range(5):
+            status, _, again = http(f"{proxy.url}/v2/hub/team/app/manifests/{reference}")
+            assert status == 412
+            assert json.loads(again)["errors"][0]["code"] == json.loads(first)["errors"][0]["code"]
+        assert len(fake.requests) == asked, fake.requests[asked:]
+    assert _stored(proxy, digest) == []
