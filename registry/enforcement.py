@@ -117,7 +117,7 @@ def setup(app: web.Application, source: TrustDataSource | None) -> ContentTrustG
                    "reason": verdict.reason, "principal": principal or "anonymous",
                    "request_id": request.get(REQUEST_ID, "-")},
         )
-        await events.pull_refused(request, name, tag, manifest, verdict.reason, verdict.message)
+        await events.pull_refused(request, name, tag, str(manifest.digest), verdict.reason, verdict.message, manifest)
         raise Refusal(verdict.message, verdict.reason, verdict.detail)
 
     app[MANIFEST_GATE] = check

@@ -73,14 +73,16 @@ async def manifest_deleted(request: web.Request, repository: str, tag: str | Non
     await events.emit("artifact.deleted", subject(repository, tag, known), data)
 
 
-async def pull_refused(request: web.Request, repository: str, tag: str | None, manifest: Manifest,
-                       reason: str, message: str) -> None:
+async def pull_refused(request: web.Request, repository: str, tag: str | None, digest: str | None,
+                       reason: str, message: str, manifest: Manifest | None = None) -> None:
+    """A manifest read the gate refused: a stored manifest, or an upstream one a proxy project did
+    not admit (then only its digest is known)."""
     if not (events := _events(request, "pull.refused")):
         return
-    data = {**_common(request, repository), "tag": tag, "digest": str(manifest.digest),
-            "mediaType": manifest.media_type, "size": len(manifest.body), "method": request.method,
-            "reason": reason, "message": message}
-    await events.emit("pull.refused", subject(repository, tag, str(manifest.digest)), data)
+    data = {**_common(request, repository), "tag": tag, "digest": digest,
+            "mediaType": manifest.media_type if manifest else None, "size": len(manifest.body) if manifest else None,
+            "method": request.method, "reason": reason, "message": message}
+    await events.emit("pull.refused", subject(repository, tag, digest), data)
 
 
 async def trust_published(request: web.Request, repository: str, gun: str, roles: list[str]) -> None:

@@ -11,6 +11,7 @@ from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
 from registry.proxy.service import PROXY
 from registry.quota import accountant
+from registry.refusal import Refusal
 from storage.references import Digest, is_digest, is_valid_tag
 from storage.store import Manifest, ManifestUnknownError, RegistryStore, TagExistsError
 
@@ -51,6 +52,21 @@ async def _fetch(request: web.Request) -> tuple[Manifest, dict[str, str]]:
     """The manifest, gated; and headers a proxy project adds (cache hit, miss or stale)."""
     name = repo_name(request)
     tag, digest = _reference(request)
+    try:
+        manifest, extra = await _stored_or_admitted(request, name, tag, digest)
+    except Refusal as e:  # an upstream manifest a proxy project did not admit
+        detail = e.detail if isinstance(e.detail, dict) else {}
+        await events.pull_refused(request, name, tag, detail.get("digest"), detail.get("reason", ""), e.message)
+        raise
+    gate = request.app.get(MANIFEST_GATE)
+    if gate is not None:
+        await gate(request, name, tag, manifest)  # raises RegistryError (412) to refuse
+    return manifest, extra
+
+
+async def _stored_or_admitted(request: web.Request, name: str, tag: str | None,
+                              digest: Digest | None) -> tuple[Manifest, dict[str, str]]:
+    """The stored manifest, fetched and admitted first in a proxy project when needed."""
     proxy = request.app.get(PROXY)
     extra = await proxy.tag(name, tag) if proxy is not None and tag is not None else {}  # within tag_ttl
     try:
@@ -65,9 +81,6 @@ async def _fetch(request: web.Request) -> tuple[Manifest, dict[str, str]]:
             raise
         extra = again
         manifest = await _resolve(store(request), name, tag, digest)  # admitted from the upstream
-    gate = request.app.get(MANIFEST_GATE)
-    if gate is not None:
-        await gate(request, name, tag, manifest)  # raises RegistryError (412) to refuse
     return manifest, extra
 
 

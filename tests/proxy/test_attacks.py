@@ -15,10 +15,7 @@ import pytest
 from aiohttp import web
 
 from tests.clients.image import TestImage
-from tests.e2e.conftest import certs, image, test_image  # noqa: F401  (fixtures)
-from tests.proxy.conftest import (  # noqa: F401  (fixtures)
-    http, proxy_server, publisher, run, storage_files, upstream_registry,
-)
+from tests.proxy.conftest import http, run, storage_files
 from tests.proxy.fake import OCI_MANIFEST, FakeRegistry, sha256
 from tests.proxy.fake import image as image_manifest
 
