@@ -117,20 +117,21 @@ class SigstoreInstance:
                                         False)
                          .sign(self.ca_key, hashes.SHA384()))
 
-    def trusted_root(self) -> dict[str, Any]:
+    def trusted_root(self, *, tlogs: bool = True, ctlogs: bool = True) -> dict[str, Any]:
+        """The instance's trusted_root.json; `tlogs`/`ctlogs` False: a deployment without Rekor / CT."""
         def log(key: ec.EllipticCurvePrivateKey, url: str) -> dict[str, Any]:
             return {"baseUrl": url, "hashAlgorithm": "SHA2_256",
                     "publicKey": {"rawBytes": b64(spki(key.public_key())), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
                                   "validFor": {"start": _ts(self.start)}},
                     "logId": {"keyId": b64(log_id(key))}}
         return {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-                "tlogs": [log(self.rekor_key, "https://rekor.trustreg.test")],
+                "tlogs": [log(self.rekor_key, "https://rekor.trustreg.test")] if tlogs else [],
                 "certificateAuthorities": [{
                     "subject": {"organization": "trustreg test", "commonName": "fulcio"},
                     "uri": "https://fulcio.trustreg.test",
                     "certChain": {"certificates": [{"rawBytes": b64(self.ca.public_bytes(DER))}]},
                     "validFor": {"start": _ts(self.start)}}],
-                "ctlogs": [log(self.ct_key, "https://ctfe.trustreg.test")],
+                "ctlogs": [log(self.ct_key, "https://ctfe.trustreg.test")] if ctlogs else [],
                 "timestampAuthorities": [{
                     "subject": {"organization": "trustreg test", "commonName": "tsa"},
                     "uri": "https://tsa.trustreg.test",
@@ -225,11 +226,12 @@ class SigstoreInstance:
     # --- signatures -----------------------------------------------------------------------------
     def bundle(self, subject: dict[str, Any], signing: Signing | None = None, *, body: bytes | None = None,
                logged_body: bytes | None = None, tamper: str = "", promise: bool = True,
-               timestamp_by: SigstoreInstance | None = None) -> Artifact:
+               timestamp_by: SigstoreInstance | None = None, tlog: bool = True) -> Artifact:
         """A keyless sigstore bundle v0.3 referrer (DSSE, `cosign sign` v3). `logged_body`: the payload the
         log entry records (default: the signed one); `tamper`: "proof" alters the inclusion proof;
         `promise`: whether the entry carries its signed entry timestamp; `timestamp_by`: add an RFC 3161
-        timestamp of that instance's TSA over the signature."""
+        timestamp of that instance's TSA over the signature; `tlog`: False leaves the log entry out (a
+        deployment without Rekor)."""
         signing = signing or self.issue()
         body = body if body is not None else statement(subject["digest"])
         signature = signing.key.sign(pae(IN_TOTO, body), ec.ECDSA(hashes.SHA256()))
@@ -246,7 +248,7 @@ class SigstoreInstance:
         if not promise:
             del entry["inclusionPromise"]
         material: dict[str, Any] = {"certificate": {"rawBytes": b64(signing.cert.public_bytes(DER))},
-                                    "tlogEntries": [entry]}
+                                    "tlogEntries": [entry] if tlog else []}
         if timestamp_by is not None:
             material["timestampVerificationData"] = {"rfc3161Timestamps": [
                 {"signedTimestamp": b64(timestamp_by.timestamp(signature))}]}
