@@ -127,7 +127,7 @@ async def run_gc(settings: Settings, dry_run: bool, delete_untagged: bool, grace
     if retention:  # first: the tags (and their signatures) the rules let go, then the sweep frees them
         from registry.retention import retention_from_settings
 
-        kept = await retention_from_settings(settings, dry_run)
+        kept = await retention_from_settings(settings, dry_run, grace)
         tag_verb = "would delete" if dry_run else "deleted"
         for repo, tag, digest in kept.tags:
             print(f"{tag_verb} tag {repo}:{tag} ({digest}) by retention")
