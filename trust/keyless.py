@@ -48,6 +48,7 @@ from trust.identities import CertificateIdentity
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 REKOR_BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+TIMESTAMP_ANNOTATION = "dev.sigstore.cosign/rfc3161timestamp"  # {"SignedRFC3161Timestamp": base64 DER}
 OIDC_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
 OIDC_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string
 SCT_EXTENSION = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")  # RFC 6962 embedded SCT list
@@ -218,9 +219,10 @@ def _pem_certs(text: Any, what: str) -> list[x509.Certificate]:
 def verify_legacy(payload: bytes, signature: bytes, annotations: dict[str, Any], root: SigstoreRoot,
                   identities: tuple[CertificateIdentity, ...]) -> str:
     """A cosign legacy keyless `.sig` layer (see the module docstring); returns the signer identity."""
-    cert, body, integrated = _logged_entry(annotations, root.trusted)  # (1) the log signed this entry at this time
-    _check_entry_body(body, payload, signature, cert)  # (2) ... about this signature, certificate, payload
-    identity = _certificate_at(cert, root, integrated, identities)  # (3) chain, SCT, usage, identity
+    cert, body, times = _signing_times(annotations, root, signature)  # (1) the log signed this entry at this time
+    if body is not None:
+        _check_entry_body(body, payload, signature, cert)  # (2) ... about this signature, certificate, payload
+    identity = _certificate_at(cert, root, times, identities)  # (3) chain, SCT, usage, identity
     _verify_signature(cert, signature, payload)  # (4) the signature itself
     return identity
 
@@ -237,11 +239,26 @@ def verify_legacy_attestation(data: bytes, annotations: dict[str, Any], root: Si
         signature = base64.b64decode(envelope["signatures"][0]["sig"])
     except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
         raise KeylessRefusal("malformed signature: not a DSSE envelope") from e
-    cert, body, integrated = _logged_entry(annotations, root.trusted)
-    _check_intoto_body(body, payload, signature, cert)
-    identity = _certificate_at(cert, root, integrated, identities)
+    cert, body, times = _signing_times(annotations, root, data)  # cosign timestamps an attestation's layer
+    if body is not None:
+        _check_intoto_body(body, payload, signature, cert)
+    identity = _certificate_at(cert, root, times, identities)
     _verify_signature(cert, signature, pae(payload_type, payload))
     return payload_type, payload, identity
+
+
+def _signing_times(annotations: dict[str, Any], root: SigstoreRoot,
+                   timestamped: bytes) -> tuple[x509.Certificate, Any, list[datetime]]:
+    """(certificate, Rekor entry body, signing times) of a legacy layer: its Rekor bundle annotation,
+    verified; or, under `require_tlog: false` when there is none the root could check, the RFC 3161
+    timestamp annotation over `timestamped` (entry body None)."""
+    if root.require_tlog or (REKOR_BUNDLE_ANNOTATION in annotations and root.has_tlogs):
+        cert, body, integrated = _logged_entry(annotations, root.trusted)
+        return cert, body, [integrated]
+    from trust.keyless_relaxed import legacy_timestamp_times  # it builds on this module
+
+    cert = _pem_certs(annotations.get(CERTIFICATE_ANNOTATION), "certificate annotation")[0]
+    return cert, None, legacy_timestamp_times(annotations, timestamped, root.trusted)
 
 
 def _logged_entry(annotations: dict[str, Any], root: TrustedRoot) -> tuple[x509.Certificate, Any, datetime]:
@@ -267,12 +284,15 @@ def _logged_entry(annotations: dict[str, Any], root: TrustedRoot) -> tuple[x509.
     return cert, body, integrated
 
 
-def _certificate_at(cert: x509.Certificate, root: SigstoreRoot, when: datetime,
+def _certificate_at(cert: x509.Certificate, root: SigstoreRoot, times: list[datetime],
                     identities: tuple[CertificateIdentity, ...]) -> str:
-    """The certificate chains to a Fulcio CA and was valid `when`, carries an SCT of the root's CT logs
-    (unless `require_sct: false`; one it has is checked if the root names CT logs), is for code signing
-    and names an allowed identity (returned)."""
-    chain = _chain_at(cert, root.trusted, when)
+    """The certificate chains to a Fulcio CA and was valid at every signing time, carries an SCT of the
+    root's CT logs (unless `require_sct: false`; one it has is checked if the root names CT logs), is for
+    code signing and names an allowed identity (returned)."""
+    if not times:
+        raise KeylessRefusal("no trusted signing time: no verified log entry and no timestamp of the root's TSAs")
+    for when in times:
+        chain = _chain_at(cert, root.trusted, when)
     has_sct = any(ext.oid == SCT_EXTENSION for ext in cert.extensions)
     if root.require_sct or (has_sct and root.has_ctlogs):
         try:

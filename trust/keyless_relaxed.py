@@ -18,13 +18,19 @@ are composed here from its parts, in the same order:
   required, and also when it has one and the root names CT logs (a bad SCT is refused, an absent one
   tolerated);
 - code-signing usage, the identity, then the DSSE signature (sigstore-python's `dsse._verify`).
+Legacy `.sig`/`.att` layers without a Rekor bundle the root can check take their time from cosign's
+`dev.sigstore.cosign/rfc3161timestamp` annotation instead (`legacy_timestamp_times`); the rest of their
+checks stay in trust.keyless.
 Fail closed: without a verified signing time nothing counts. When nothing is absent (an entry the root's
 logs check, an SCT its CT logs check), sigstore-python's full `Verifier.verify_dsse` runs instead.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,6 +50,7 @@ from sigstore_models.bundle.v1 import Bundle as BundleDocument
 from trust.identities import CertificateIdentity
 from trust.keyless import (
     SCT_EXTENSION,
+    TIMESTAMP_ANNOTATION,
     KeylessRefusal,
     SigstoreRoot,
     _chain_at,
@@ -135,6 +142,20 @@ def _timestamp_times(document: BundleDocument, signature: bytes, trusted: Truste
         if when is not None:
             times.append(when)
     return times
+
+
+def legacy_timestamp_times(annotations: dict[str, Any], timestamped: bytes, trusted: TrustedRoot) -> list[datetime]:
+    """The time of a legacy layer's RFC 3161 timestamp annotation (cosign's, over the raw signature of a
+    `.sig`, over the layer of an `.att`) if a TSA of the root signed it; [] without one that verifies."""
+    raw = annotations.get(TIMESTAMP_ANNOTATION)
+    if raw is None:
+        return []
+    try:
+        response = decode_timestamp_response(base64.b64decode(json.loads(raw)["SignedRFC3161Timestamp"]))
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise KeylessRefusal("malformed signature: the timestamp annotation is not an RFC 3161 response") from e
+    when = _tsa_time(response, timestamped, trusted)
+    return [when] if when is not None else []
 
 
 def _tsa_time(response: TimeStampResponse, signature: bytes, trusted: TrustedRoot) -> datetime | None:

@@ -259,10 +259,11 @@ class SigstoreInstance:
         return referrer(BUNDLE, subject, json.dumps(doc).encode(), BUNDLE, annotations)
 
     def legacy(self, digest: str, signing: Signing | None = None, *, logged_payload: bytes | None = None,
-               tamper: str = "") -> Artifact:
+               tamper: str = "", tlog: bool = True, timestamp_by: SigstoreInstance | None = None) -> Artifact:
         """A keyless legacy `.sig` (cosign 2): simple-signing layer with certificate, chain and Rekor
         bundle annotations. `logged_payload`: what the hashedrekord entry records; `tamper`: "set"
-        corrupts the signed entry timestamp."""
+        corrupts the signed entry timestamp; `tlog`: False leaves the Rekor bundle out; `timestamp_by`:
+        cosign's RFC 3161 timestamp annotation over the raw signature, by that instance's TSA."""
         signing = signing or self.issue()
         payload = simple_signing_payload(digest)
         signature = signing.key.sign(payload, ec.ECDSA(hashes.SHA256()))
@@ -281,6 +282,11 @@ class SigstoreInstance:
                        "dev.sigstore.cosign/certificate": signing.pem.decode(),
                        "dev.sigstore.cosign/chain": self.ca.public_bytes(serialization.Encoding.PEM).decode(),
                        "dev.sigstore.cosign/bundle": json.dumps(rekor)}
+        if not tlog:
+            del annotations["dev.sigstore.cosign/bundle"]
+        if timestamp_by is not None:
+            annotations["dev.sigstore.cosign/rfc3161timestamp"] = json.dumps(
+                {"SignedRFC3161Timestamp": b64(timestamp_by.timestamp(signature))})
         config = json.dumps({"architecture": "", "os": "", "config": {},
                              "rootfs": {"type": "layers", "diff_ids": [digest_of(payload)]}}).encode()
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
@@ -288,10 +294,11 @@ class SigstoreInstance:
         return Artifact(json.dumps(manifest).encode(), [config, payload], factory_tag_for(digest, ".sig"))
 
 
-def legacy_attestation(instance: SigstoreInstance, digest: str, body: bytes,
-                       signing: Signing | None = None) -> Artifact:
+def legacy_attestation(instance: SigstoreInstance, digest: str, body: bytes, signing: Signing | None = None,
+                       *, tlog: bool = True, timestamp_by: SigstoreInstance | None = None) -> Artifact:
     """A keyless legacy `.att` (cosign 2 `attest`): a DSSE envelope layer whose certificate, chain and
-    Rekor bundle (an `intoto` 0.0.2 entry) are annotations."""
+    Rekor bundle (an `intoto` 0.0.2 entry) are annotations; `tlog`/`timestamp_by` as in `legacy` (the
+    timestamp is over the envelope, as cosign's)."""
     signing = signing or instance.issue()
     signature = signing.key.sign(pae(IN_TOTO, body), ec.ECDSA(hashes.SHA256()))
     envelope = json.dumps({"payloadType": IN_TOTO, "payload": b64(body),
@@ -309,6 +316,11 @@ def legacy_attestation(instance: SigstoreInstance, digest: str, body: bytes,
                    "dev.sigstore.cosign/certificate": signing.pem.decode(),
                    "dev.sigstore.cosign/chain": instance.ca.public_bytes(serialization.Encoding.PEM).decode(),
                    "dev.sigstore.cosign/bundle": json.dumps(rekor)}
+    if not tlog:
+        del annotations["dev.sigstore.cosign/bundle"]
+    if timestamp_by is not None:
+        annotations["dev.sigstore.cosign/rfc3161timestamp"] = json.dumps(
+            {"SignedRFC3161Timestamp": b64(timestamp_by.timestamp(envelope))})
     config = json.dumps({"architecture": "", "os": "", "config": {},
                          "rootfs": {"type": "layers", "diff_ids": [digest_of(envelope)]}}).encode()
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),

@@ -29,12 +29,42 @@ async def verdict(registry_store, make_gate, root: Path, artifact_for, **options
     return await make_gate(keyless_policy(root, **options)).decide(REPO, "v1", image.manifest)
 
 
+def signed(sigstore: SigstoreInstance, form: str, signing=None, **options):  # type: ignore[no-untyped-def]
+    """The artifact maker of `form` (bundle referrer or legacy `.sig`) with `options`."""
+    return lambda i: (sigstore.bundle(i.subject, signing, **options) if form == "bundle"
+                      else sigstore.legacy(i.digest, signing, **options))
+
+
+@pytest.mark.parametrize("form", ["bundle", "legacy"])
 @pytest.mark.parametrize("tlogs", [False, True], ids=["root-without-rekor", "root-with-rekor"])
-async def test_no_log_entry_time_from_the_tsa(registry_store, make_gate, sigstore, tmp_path, tlogs) -> None:
+async def test_no_log_entry_time_from_the_tsa(registry_store, make_gate, sigstore, tmp_path, tlogs, form) -> None:
     root = root_at(tmp_path, sigstore, tlogs=tlogs)
-    result = await verdict(registry_store, make_gate, root, lambda i: sigstore.bundle(
-        i.subject, tlog=False, timestamp_by=sigstore), require_tlog=False)
+    result = await verdict(registry_store, make_gate, root, signed(sigstore, form, tlog=False, timestamp_by=sigstore),
+                           require_tlog=False)
     assert result.served, result.reason
+
+
+async def test_legacy_attestation_time_from_the_tsa(registry_store, make_gate, sigstore, tmp_path) -> None:
+    """A keyless legacy `.att` without Rekor bundle: cosign's timestamp annotation over the envelope."""
+    from tests.keyless.sigstore_instance import GITHUB, legacy_attestation
+    from tests.keyless.test_attestations import slsa_statement
+
+    root = root_at(tmp_path, sigstore, tlogs=False)
+    keyless = {"cosign": {"trust_root": "corp", "identities": [{"issuer": GITHUB, "subject_regexp": ".*"}]}}
+    config = keyless_policy(root, require_tlog=False)
+    config["projects"]["secure"]["content_trust"]["attestations"] = [
+        {"name": "provenance", "predicate_type": "https://slsa.dev/provenance/v1", "signed_by": [keyless],
+         "policy": "true"}]
+    gate = make_gate(config)
+    for timestamp_by, served in ((sigstore, True), (None, False)):
+        image = await registry_store.image()
+        await registry_store.push(sigstore.bundle(image.subject, tlog=False, timestamp_by=sigstore))
+        await registry_store.push(legacy_attestation(sigstore, image.digest, slsa_statement(image.digest),
+                                                     tlog=False, timestamp_by=timestamp_by))
+        result = await gate.decide(REPO, "v1", image.manifest)
+        assert result.served is served, result.reason
+        if not served:
+            assert "no trusted signing time" in result.reason, result.reason
 
 
 async def test_no_log_entry_refused_where_the_log_is_required(registry_store, make_gate, sigstore, root_file) -> None:
@@ -43,25 +73,28 @@ async def test_no_log_entry_refused_where_the_log_is_required(registry_store, ma
     assert not result.served and "expected exactly one log entry" in result.reason, result.reason
 
 
-async def test_no_signing_time_at_all(registry_store, make_gate, sigstore, tmp_path) -> None:
+@pytest.mark.parametrize("form", ["bundle", "legacy"])
+async def test_no_signing_time_at_all(registry_store, make_gate, sigstore, tmp_path, form) -> None:
     root = root_at(tmp_path, sigstore, tlogs=False)
-    result = await verdict(registry_store, make_gate, root, lambda i: sigstore.bundle(i.subject, tlog=False),
+    result = await verdict(registry_store, make_gate, root, signed(sigstore, form, tlog=False), require_tlog=False)
+    assert not result.served and result.reason.startswith("no trusted signing time"), result.reason
+
+
+@pytest.mark.parametrize("form", ["bundle", "legacy"])
+async def test_timestamp_of_an_unknown_tsa(registry_store, make_gate, sigstore, tmp_path, form) -> None:
+    root = root_at(tmp_path, sigstore, tlogs=False)
+    result = await verdict(registry_store, make_gate, root, signed(sigstore, form, tlog=False,
+                                                                   timestamp_by=SigstoreInstance()),
                            require_tlog=False)
     assert not result.served and result.reason.startswith("no trusted signing time"), result.reason
 
 
-async def test_timestamp_of_an_unknown_tsa(registry_store, make_gate, sigstore, tmp_path) -> None:
-    root = root_at(tmp_path, sigstore, tlogs=False)
-    result = await verdict(registry_store, make_gate, root, lambda i: sigstore.bundle(
-        i.subject, tlog=False, timestamp_by=SigstoreInstance()), require_tlog=False)
-    assert not result.served and result.reason.startswith("no trusted signing time"), result.reason
-
-
-async def test_certificate_expired_at_the_timestamp(registry_store, make_gate, sigstore, tmp_path) -> None:
+@pytest.mark.parametrize("form", ["bundle", "legacy"])
+async def test_certificate_expired_at_the_timestamp(registry_store, make_gate, sigstore, tmp_path, form) -> None:
     signing = sigstore.issue(when=datetime.now(UTC) - timedelta(hours=2))  # expired 110 minutes ago
     root = root_at(tmp_path, sigstore, tlogs=False)
-    result = await verdict(registry_store, make_gate, root, lambda i: sigstore.bundle(
-        i.subject, signing, tlog=False, timestamp_by=sigstore), require_tlog=False)
+    result = await verdict(registry_store, make_gate, root, signed(sigstore, form, signing, tlog=False,
+                                                                   timestamp_by=sigstore), require_tlog=False)
     assert not result.served and result.reason.startswith("certificate not valid at signing time"), result.reason
 
 
