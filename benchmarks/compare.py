@@ -676,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         results[t.name].setdefault(p, []).append(res)
                         extra = f" p50 {res['p50_ms']:.2f} ms p99 {res['p99_ms']:.2f} ms" if "p50_ms" in res else ""
+                        if "keyed" in res:
+                            extra += f" (key-signed {res['keyed']['value']:,.1f} cpu {res['keyed']['cpu_s']:.2f}s)"
                         print(f"round {rnd + 1}/{args.rounds} {p:24s} {t.name:12s} {res['value']:10,.1f}{extra}"
                               f"  cpu {res['cpu_s']:.2f}s  hwm {res['hwm_mib']:.0f} MiB", flush=True)
     except BaseException:

@@ -14,7 +14,7 @@ remaining tag reaches it (directly or as an index child); a referrer whose subje
 With `delete_untagged`, a manifest is kept only if a remaining tag reaches it, or it is a child of a
 kept index, a referrer of a kept manifest, the manifest of a signature tag of a kept subject (all
 transitively), or younger than `grace` seconds (a push in progress: platform manifests before their
-index, a signature before its tag); the others go with their signatures and referrers.
+index, a signature before its tag), or unreadable; the others go with their signatures and referrers.
 `trustreg gc --retention` and the `retention_schedule` (registry.retention_schedule) run it.
 """
 
@@ -161,9 +161,10 @@ class Retention:
             for hex_ in await self.store.driver.list(prefix):
                 try:
                     digest = Digest.parse(f"{alg}:{hex_}")
-                    if now - (await self.store.driver.stat(f"{prefix}/{hex_}")).modified < self.grace:
-                        keep.add(digest)
-                    links[digest] = await self._links(repository, digest)
+                    found = await self._links(repository, digest)
+                    if found is None or now - (await self.store.driver.stat(f"{prefix}/{hex_}")).modified < self.grace:
+                        keep.add(digest)  # unreadable (`trustreg check` reports it) or young: never deleted here
+                    links[digest] = found or (set(), None)
                 except (InvalidReferenceError, PathNotFoundError):
                     continue
         for tag in await self.store.list_tags(repository):  # signature tags name their subject
@@ -172,8 +173,9 @@ class Retention:
                     target = await self.store.resolve_tag(repository, tag)
                 except ManifestUnknownError:
                     continue
-                children, subject = links.get(target, (set(), None))
-                links[target] = (children, subject or Digest.parse(match.group(1).replace("-", ":", 1)))
+                if target in links:
+                    children, subject = links[target]
+                    links[target] = (children, subject or Digest.parse(match.group(1).replace("-", ":", 1)))
         changed = True
         while changed:  # children of kept indexes; referrers and signatures of kept subjects
             changed = False
@@ -185,15 +187,16 @@ class Retention:
         for digest in sorted(links.keys() - keep, key=str):
             await self._remove_with_referrers(repository, digest, keep)
 
-    async def _links(self, repository: str, digest: Digest) -> tuple[set[Digest], Digest | None]:
-        """A manifest's index children and `subject` (empty when unreadable)."""
+    async def _links(self, repository: str, digest: Digest) -> tuple[set[Digest], Digest | None] | None:
+        """A manifest's index children and `subject`; None when it cannot be read."""
         try:
             manifest = await self.store.get_manifest(repository, digest)
             doc = json.loads(manifest.body)
             subject = Digest.parse(str(doc["subject"]["digest"])) if isinstance(doc.get("subject"), dict) else None
-        except (ManifestUnknownError, IntegrityError, ValueError, RecursionError, AttributeError, KeyError,
-                InvalidReferenceError):
-            return set(), None
+        except (ManifestUnknownError, IntegrityError, ValueError, RecursionError):
+            return None
+        except (AttributeError, KeyError, InvalidReferenceError):  # a JSON value that is no manifest's subject
+            return set(index_children(manifest.media_type, manifest.body)), None
         return set(index_children(manifest.media_type, manifest.body)), subject
 
     async def _remove_with_referrers(self, repository: str, digest: Digest, kept: set[Digest]) -> None:
