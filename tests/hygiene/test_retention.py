@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import urllib.error
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from config.loader import parse_settings
@@ -13,6 +17,7 @@ from registry.enforcement import GATE
 from registry.handlers.common import STORE
 from registry.retention import apply_retention, retention_from_settings
 from storage.references import Digest
+from tests.e2e.conftest import image, test_image  # noqa: F401  (fixtures)
 from tests.helpers import OCI_MANIFEST, digest_of, image_index, image_manifest
 from tests.registry.test_api import push_image as push_plain
 from tests.signatures.conftest import cosign_policy
@@ -129,9 +134,9 @@ async def test_delete_untagged_keeps_what_kept_manifests_need(registry) -> None:
     config = cosign_policy(public_pem(key))
     config["projects"]["secure"]["retention"] = {"delete_untagged": True}
     client = await registry(config)
-    image = await push_image(client, "v1")
-    kept = {image["digest"], await push_artifact(client, cosign_legacy(image["digest"], [key])),
-            await push_artifact(client, cosign_bundle(image, key))}
+    tagged = await push_image(client, "v1")
+    kept = {tagged["digest"], await push_artifact(client, cosign_legacy(tagged["digest"], [key])),
+            await push_artifact(client, cosign_bundle(tagged, key))}
     platforms = [image_manifest(f'{{"p":{i}}}'.encode(), [f"platform {i}".encode()]) for i in range(2)]
     for i, body in enumerate(platforms):
         kept.add(await push(client, body, [f'{{"p":{i}}}'.encode(), f"platform {i}".encode()], digest_of(body)))
@@ -156,7 +161,62 @@ async def test_delete_untagged_keeps_what_kept_manifests_need(registry) -> None:
     assert sorted(report.manifests) == sorted(dry.manifests)
     assert not any([await store.has_manifest(NAME, Digest.parse(d)) for d in gone])
     assert all([await store.has_manifest(NAME, Digest.parse(d)) for d in kept])
-    assert set(await store.list_tags(NAME)) == {"v1", "multi", tag_for(image["digest"], ".sig"), tag_for(index, ".sig")}
+    signature_tags = {tag_for(tagged["digest"], ".sig"), tag_for(index, ".sig")}
+    assert set(await store.list_tags(NAME)) == {"v1", "multi", *signature_tags}
     assert (await client.get(f"/v2/{NAME}/manifests/v1")).status == 200  # still signed, still served
     assert (await client.get(f"/v2/{NAME}/manifests/{digest_of(platforms[0])}")).status == 200  # by its index
     assert (await apply_retention(store, gate, config, grace=0)).manifests == []
+
+
+def test_delete_untagged_with_real_clients(test_image: Path, tmp_path: Path) -> None:  # noqa: F811
+    """skopeo pushes, the real cosign signs: an image untagged after its cosign `.sig` was pushed goes
+    with it through `trustreg gc --retention`; the tagged image keeps its bundle signature (the real
+    `cosign verify` still accepts it) and a multi-arch image whose index alone is signed keeps its
+    untagged platform manifests (containerd-style pulls by digest still served)."""
+    import subprocess
+    import sys
+
+    from tests.e2e.test_keyless import push_multi
+    from tests.e2e.test_signatures import ALICE, CAROL, cosign_sign, cosign_verify, make_env
+
+    members = {ALICE[0]: ["pull", "push", "delete"], CAROL[0]: ["pull"]}
+    cosign = {"cosign": {"trust_root": "ci"}}
+    project = {"members": members, "content_trust": {"enforce": True, "require_any": [cosign]},
+               "retention": {"delete_untagged": True}}
+    e = make_env(test_image, tmp_path, extra={"projects": {"cosigned": project}})
+    try:
+        addr = e.server.addr
+        kept = e.push("cosigned/app")
+        cosign_sign(e, "ci", f"{addr}/cosigned/app@{kept}")  # a bundle referrer
+        index = push_multi(e, "cosigned/multi")
+        cosign_sign(e, "ci", f"{addr}/cosigned/multi@{index}", "--new-bundle-format=false")
+        e.run("skopeo", "copy", "--dest-tls-verify=false", f"--dest-creds={ALICE[0]}:{ALICE[1]}",
+              f"oci:{e.image}/oci:v1-arm64", f"docker://{addr}/cosigned/app:tmp")
+        loose = e.digests["ARM64_MANIFEST"]
+        cosign_sign(e, "ci", f"{addr}/cosigned/app@{loose}", "--new-bundle-format=false")  # a `.sig` tag
+        loose_sig = json.loads(e.http("GET", f"/v2/cosigned/app/manifests/{tag_for(loose, '.sig')}"))
+        e.http("DELETE", "/v2/cosigned/app/manifests/tmp")
+
+        def gc(*extra: str) -> str:
+            result = subprocess.run([sys.executable, "-m", "registry.cli", "gc", "--config", str(e.server.config_path),
+                                     "--retention", "--offline", "--grace", "0", *extra],
+                                    capture_output=True, text=True, timeout=120,
+                                    env={**os.environ, "TRUSTREG_TRUST_PASSPHRASE": "e2e-test-passphrase"})
+            assert result.returncode == 0, result.stderr
+            return "\n".join(line for line in result.stdout.splitlines() if "by retention" in line)
+
+        dry = gc("--dry-run")
+        assert f"would delete manifest cosigned/app@{loose} by retention" in dry, dry
+        assert len(dry.splitlines()) == 2, dry  # the image and its `.sig` manifest, nothing else
+        assert loose_sig["layers"] and e.http("GET", f"/v2/cosigned/app/manifests/{loose}")
+        assert dry.replace("would delete", "deleted") == gc()
+        with pytest.raises(urllib.error.HTTPError):
+            e.http("GET", f"/v2/cosigned/app/manifests/{loose}")
+        tags = json.loads(e.http("GET", "/v2/cosigned/app/tags/list"))["tags"]
+        assert tags == ["v1"], tags  # the bundle signature is a referrer, not a tag
+        cosign_verify(e, e.keys / "ci.pub", f"{addr}/cosigned/app:v1")
+        cosign_verify(e, e.keys / "ci.pub", f"{addr}/cosigned/multi:v1")
+        e.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"--creds={CAROL[0]}:{CAROL[1]}",
+              f"docker://{addr}/cosigned/multi@{e.digests['AMD64_MANIFEST']}")  # served on its index's verdict
+    finally:
+        e.server.stop()
