@@ -98,10 +98,18 @@ async def test_certificate_expired_at_the_timestamp(registry_store, make_gate, s
     assert not result.served and result.reason.startswith("certificate not valid at signing time"), result.reason
 
 
-async def test_a_present_log_entry_is_still_verified(registry_store, make_gate, sigstore, root_file) -> None:
-    """`require_tlog: false` tolerates an absent entry, never a bad one (the root names the log)."""
+@pytest.mark.parametrize("tamper", ["proof", "body"])
+@pytest.mark.parametrize("sct", [True, False], ids=["full-verifier", "composed"])
+async def test_a_present_log_entry_is_still_verified(registry_store, make_gate, sigstore, root_file, sct,
+                                                     tamper) -> None:
+    """`require_tlog: false` tolerates an absent entry, never a bad one (the root names the log): a
+    tampered inclusion proof, or an entry of another statement; by sigstore-python's full verifier, or
+    (a certificate without SCT under `require_sct: false`) by the composed path."""
+    from tests.signatures.factory import statement
+
+    options = {"tamper": "proof"} if tamper == "proof" else {"logged_body": statement("sha256:" + "d" * 64)}
     result = await verdict(registry_store, make_gate, root_file, lambda i: sigstore.bundle(
-        i.subject, tamper="proof", timestamp_by=sigstore), require_tlog=False)
+        i.subject, sigstore.issue(sct=sct), timestamp_by=sigstore, **options), require_tlog=False, require_sct=False)
     assert not result.served and result.reason.startswith("transparency log entry does not verify"), result.reason
 
 
