@@ -219,7 +219,7 @@ def _pem_certs(text: Any, what: str) -> list[x509.Certificate]:
 def verify_legacy(payload: bytes, signature: bytes, annotations: dict[str, Any], root: SigstoreRoot,
                   identities: tuple[CertificateIdentity, ...]) -> str:
     """A cosign legacy keyless `.sig` layer (see the module docstring); returns the signer identity."""
-    cert, body, times = _signing_times(annotations, root, signature)  # (1) the log signed this entry at this time
+    cert, body, times = _signing_times(annotations, root, signature)  # (1) when: the log's entry, or a TSA
     if body is not None:
         _check_entry_body(body, payload, signature, cert)  # (2) ... about this signature, certificate, payload
     identity = _certificate_at(cert, root, times, identities)  # (3) chain, SCT, usage, identity
@@ -293,14 +293,18 @@ def _certificate_at(cert: x509.Certificate, root: SigstoreRoot, times: list[date
         raise KeylessRefusal("no trusted signing time: no verified log entry and no timestamp of the root's TSAs")
     for when in times:
         chain = _chain_at(cert, root.trusted, when)
-    has_sct = any(ext.oid == SCT_EXTENSION for ext in cert.extensions)
-    if root.require_sct or (has_sct and root.has_ctlogs):
+    if root.require_sct or (has_sct(cert) and root.has_ctlogs):
         try:
             verify_sct(cert, chain, root.trusted.ct_keyring(KeyringPurpose.VERIFY))
         except SigstoreError as e:
             raise KeylessRefusal(f"no valid SCT: {_first_line(e)}") from e
     _code_signing(cert)
     return check_identity(cert, identities)
+
+
+def has_sct(cert: x509.Certificate) -> bool:
+    """Whether the certificate embeds SCTs (RFC 6962 extension)."""
+    return any(ext.oid == SCT_EXTENSION for ext in cert.extensions)
 
 
 def _verify_signature(cert: x509.Certificate, signature: bytes, message: bytes) -> None:

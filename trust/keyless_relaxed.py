@@ -49,7 +49,6 @@ from sigstore_models.bundle.v1 import Bundle as BundleDocument
 
 from trust.identities import CertificateIdentity
 from trust.keyless import (
-    SCT_EXTENSION,
     TIMESTAMP_ANNOTATION,
     KeylessRefusal,
     SigstoreRoot,
@@ -58,6 +57,7 @@ from trust.keyless import (
     _first_line,
     _verification_reason,
     check_identity,
+    has_sct,
 )
 
 
@@ -69,9 +69,9 @@ def needs_relaxed(data: bytes, root: SigstoreRoot) -> bool:
         cert = _leaf(document)
     except Exception:
         return False  # the full verifier refuses it with its own reason
-    has_entry = bool(document.verification_material.tlog_entries) and root.has_tlogs
-    has_sct = _has_sct(cert) and root.has_ctlogs
-    return (not has_entry and not root.require_tlog) or (not has_sct and not root.require_sct)
+    checkable_entry = bool(document.verification_material.tlog_entries) and root.has_tlogs
+    checkable_sct = has_sct(cert) and root.has_ctlogs
+    return (not checkable_entry and not root.require_tlog) or (not checkable_sct and not root.require_sct)
 
 
 def verify_relaxed_bundle(data: bytes, root: SigstoreRoot,
@@ -94,7 +94,7 @@ def verify_relaxed_bundle(data: bytes, root: SigstoreRoot,
     chain: list[x509.Certificate] = []
     for when in times:
         chain = _chain_at(cert, root.trusted, when)
-    if root.require_sct or (_has_sct(cert) and root.has_ctlogs):
+    if root.require_sct or (has_sct(cert) and root.has_ctlogs):
         try:
             verify_sct(cert, chain, root.trusted.ct_keyring(KeyringPurpose.VERIFY))
         except Exception as e:
@@ -119,10 +119,6 @@ def _leaf(document: BundleDocument) -> x509.Certificate:
     if material.x509_certificate_chain is not None and material.x509_certificate_chain.certificates:
         return x509.load_der_x509_certificate(material.x509_certificate_chain.certificates[0].raw_bytes)
     raise ValueError("no signing certificate (keyless needs one)")
-
-
-def _has_sct(cert: x509.Certificate) -> bool:
-    return any(ext.oid == SCT_EXTENSION for ext in cert.extensions)
 
 
 def _timestamp_times(document: BundleDocument, signature: bytes, trusted: TrustedRoot) -> list[datetime]:
