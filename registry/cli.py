@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p_gc.add_argument("--delete-untagged", action="store_true", help="also remove manifests no tag reaches")
     p_gc.add_argument("--retention", action="store_true",
                       help="first apply the projects' retention rules (tags outside keep_last/keep_tags/"
-                           "keep_signed, with their signatures), then sweep")
+                           "keep_signed, with their signatures; with delete_untagged, manifests nothing kept "
+                           "needs, older than --grace), then sweep")
     p_gc.add_argument("--grace", type=float, default=3600.0,
                       help="seconds during which new or re-referenced content is never removed (default 3600; "
                            "at least 120 unless --offline)")
