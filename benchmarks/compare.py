@@ -26,6 +26,12 @@ Workloads (every one bounded by --phase-timeout seconds; a phase cut short is ma
                    on trustreg the plain and enforced phases run turn about in --slices slices per
                    round (A B B A A ..., 2 s each by default, added up per phase), and the enforced
                    cost is the median over rounds of the paired ratios
+  manifest_get_keyless  (opt-in: --only manifest_get_keyless[,...]) trustreg only: GET by tag of an
+                   image signed keyless (a sigstore bundle of a private Sigstore instance made in Python,
+                   tests/keyless/sigstore_instance.py) vs one signed with a cosign key (key-based bundle),
+                   each in its own enforced project, turn about in --slices slices; the row is the
+                   keyless req/s, its cost the median paired (keyed / keyless - 1): the verdict cache
+                   makes a repeated pull cost the same whatever verified the signature
   tags_list        every page of a 500-tag list with n=100, wrk                         req/s
   catalog          every page of a 300+ repository catalog with n=100, wrk              req/s
 Plus peak RSS (VmHWM per phase, and sampled VmRSS over the run) of each server.
@@ -70,6 +76,10 @@ SECURE = "secure/app"
 TAGS_REPO = "bench/tags"
 ENFORCE_CONFIG = {"projects": {"secure": {"content_trust": {"enforce": True}}}}
 
+KEYLESS = "manifest_get_keyless"
+KEYLESS_REPO, KEYED_REPO = "keyless/app", "keyed/app"
+OPT_IN = {KEYLESS}  # run only when --only names them
+
 # (phase, unit, normaliser for CPU: "GiB" or "kreq", target ratio trustreg/distribution or None)
 PHASES: list[tuple[str, str, str, float | None]] = [
     ("push_mono", "MiB/s", "GiB", 1.0),
@@ -82,6 +92,7 @@ PHASES: list[tuple[str, str, str, float | None]] = [
     ("manifest_get_enforced", "req/s", "kreq", 2.0),
     ("manifest_head", "req/s", "kreq", None),
     ("manifest_head_enforced", "req/s", "kreq", 2.0),
+    (KEYLESS, "req/s", "kreq", None),
     ("tags_list", "req/s", "kreq", 1.0),
     ("catalog", "req/s", "kreq", 1.0),
 ]
@@ -104,6 +115,7 @@ class Target:
         self.concurrent_blob: bl.Blob | None = None
         self.signed = False
         self.enforced_note = ""
+        self.keyless = False  # keyless/app:v1 and keyed/app:v1 pushed and signed (KEYLESS)
 
 
 def small_blob(tag: str, size: int = 4096) -> tuple[bytes, str]:
@@ -242,6 +254,75 @@ async def setup_enforced(t: Target, args: argparse.Namespace) -> None:
                 raise RuntimeError(f"unsigned tag in an enforced project answered {r.status}, not 412")
     t.signed = True
     t.enforced_note = f"signed with notary over {'TLS' if ca else 'http'}"
+
+
+# --- keyless vs key-signed (opt-in) --------------------------------------------------------------
+class KeylessSetup:
+    """A private Sigstore instance (Fulcio CA, Rekor and CT log keys, TSA) and a cosign key; `config`
+    adds their trust roots and the two enforced projects to trustreg's configuration."""
+
+    def __init__(self, workdir: Path) -> None:
+        from tests.keyless.sigstore_instance import GITHUB, RELEASE, SigstoreInstance
+        from tests.signatures.factory import ec_key, public_pem
+
+        self.instance, self.key = SigstoreInstance(), ec_key()
+        workdir.mkdir(parents=True, exist_ok=True)
+        root = workdir / "trusted_root.json"
+        root.write_text(json.dumps(self.instance.trusted_root()))
+        identity = {"issuer": GITHUB, "subject": RELEASE}
+
+        def enforced(requirement: dict) -> dict:
+            return {"content_trust": {"enforce": True, "require_any": [{"cosign": requirement}]}}
+
+        self.config = {
+            "trust_roots": {"bench-sigstore": {"type": "sigstore", "trusted_root": str(root)},
+                            "bench-key": {"type": "cosign-key", "public_keys": [public_pem(self.key)]}},
+            "projects": {"keyless": enforced({"trust_root": "bench-sigstore", "identities": [identity]}),
+                         "keyed": enforced({"trust_root": "bench-key"})}}
+
+    async def sign(self, t: Target) -> None:
+        """Push keyless/app:v1 and keyed/app:v1 with their signature referrers; both must be served."""
+        from tests.signatures.factory import cosign_bundle
+
+        async with bl.session() as s:
+            for repo in (KEYLESS_REPO, KEYED_REPO):
+                for data, digest in (t.config, t.layer):
+                    await bl.push_small(s, t.url, repo, data, digest)
+                body = manifest(t.config, t.layer, repo)
+                await put_manifest(s, t.url, repo, "v1", body)
+                subject = {"mediaType": bl.OCI_MANIFEST, "digest": f"sha256:{hashlib.sha256(body).hexdigest()}",
+                           "size": len(body)}
+                artifact = (self.instance.bundle(subject) if repo == KEYLESS_REPO else cosign_bundle(subject, self.key))
+                for blob in artifact.blobs:
+                    await bl.push_small(s, t.url, repo, blob, f"sha256:{hashlib.sha256(blob).hexdigest()}")
+                async with s.put(f"{t.url}/v2/{repo}/manifests/{artifact.digest}", data=artifact.manifest,
+                                 headers={"Content-Type": bl.OCI_MANIFEST}) as r:
+                    if r.status != 201:
+                        raise RuntimeError(f"signature of {repo}: HTTP {r.status} {(await r.read())[:300]!r}")
+                async with s.get(f"{t.url}/v2/{repo}/manifests/v1", headers={"Accept": bl.ACCEPT}) as r:
+                    if r.status != 200:
+                        raise RuntimeError(f"{repo}:v1 not served: HTTP {r.status} {(await r.read())[:300]!r}")
+        t.keyless = True
+
+
+def measure_keyless(t: Target, rnd: int, args: argparse.Namespace) -> dict:
+    """GET keyless/app:v1 and keyed/app:v1 turn about in slices (as measure_pair): the keyless
+    numbers, with the keyed ones under "keyed"."""
+    slices = max(1, min(args.slices, args.duration // 2))
+    sliced = argparse.Namespace(**{**vars(args), "duration": max(1, args.duration // slices)})
+    parts: dict[str, list[dict]] = {KEYLESS_REPO: [], KEYED_REPO: []}
+    pid = t.server.pid
+    for i in range(slices):
+        for repo in (KEYLESS_REPO, KEYED_REPO) if (rnd + i) % 2 == 0 else (KEYED_REPO, KEYLESS_REPO):
+            bl.reset_hwm(pid)
+            cpu0 = bl.cpu_seconds(pid)
+            res = measure_wrk(t, sliced, "GET", [f"/v2/{repo}/manifests/v1"], bl.ACCEPT)
+            res["cpu_s"] = bl.cpu_seconds(pid) - cpu0
+            res["hwm_mib"] = bl.hwm_bytes(pid) / bl.MiB
+            parts[repo].append(res)
+    keyless = combine_slices(parts[KEYLESS_REPO])
+    keyless["keyed"] = combine_slices(parts[KEYED_REPO])
+    return keyless
 
 
 # --- measurements --------------------------------------------------------------------------------
@@ -444,6 +525,10 @@ def summarise(results: dict[str, dict[str, list[dict]]], notes: dict[str, str]) 
         if phase in TRUSTREG_ONLY:
             row["note"] = notes.get(phase, "")
             row["enforced_cost"] = enforced_cost(results["trustreg"].get(BASELINE[phase], []), t_rows)
+        if phase == KEYLESS:  # distribution has no signatures: its column is its plain GET, if measured
+            row["distribution"] = median(results["distribution"].get("manifest_get", []), "value")
+            row["keyed"] = median([r["keyed"] for r in t_rows if r], "value")
+            row["keyless_cost"] = enforced_cost([r["keyed"] for r in t_rows if r], t_rows)
         met = None
         if target is not None and row["ratio"] is not None:
             met = row["ratio"] >= target
@@ -451,6 +536,8 @@ def summarise(results: dict[str, dict[str, list[dict]]], notes: dict[str, str]) 
                 met = met and row["trustreg_cpu"] <= row["distribution_cpu"]
             if row.get("enforced_cost") is not None:
                 met = met and row["enforced_cost"] <= 0.10
+        if row.get("keyless_cost") is not None:
+            met = row["keyless_cost"] <= 0.10  # no more than a key-signed pull (within noise)
         row["met"] = met
         out.append(row)
     return out
@@ -479,6 +566,8 @@ def table(summary: list[dict]) -> str:
         name = r["phase"]
         if r.get("enforced_cost") is not None:
             name += f" (vs trustreg off: {r['enforced_cost'] * 100:+.1f}% cost)"
+        if r.get("keyless_cost") is not None:
+            name += f" (key-signed {fmt(r['keyed'])} req/s; keyless cost {r['keyless_cost'] * 100:+.1f}%)"
         if r.get("note") and r["trustreg"] is None:
             name += f" — {r['note']}"
         if r["partial"]:
@@ -541,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         wanted = set(args.only.split(","))
         phases = [p for p in phases if p in wanted]
+    else:
+        phases = [p for p in phases if p not in OPT_IN]
     started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix="trustreg-compare-"))
     targets: list[Target] = []
@@ -553,12 +644,17 @@ def main(argv: list[str] | None = None) -> int:
         src_big = bl.BlobSource(args.blob_mib * bl.MiB)
         src_mid = bl.BlobSource(args.concurrent_mib * bl.MiB)
         targets.append(Target(bl.start_distribution(tmp / "distribution")))
-        targets.append(Target(bl.start_trustreg(tmp / "trustreg", ENFORCE_CONFIG, workers=args.trustreg_workers,
+        keyless = KeylessSetup(tmp / "keyless") if KEYLESS in phases else None
+        config = ENFORCE_CONFIG if keyless is None else {
+            **keyless.config, "projects": {**ENFORCE_CONFIG["projects"], **keyless.config["projects"]}}
+        targets.append(Target(bl.start_trustreg(tmp / "trustreg", config, workers=args.trustreg_workers,
                                                 cwd=args.trustreg_src, profile=args.profile)))
         for t in targets:
             samplers[t.name] = bl.RssSampler(t.server.pid, 0.1).__enter__()
             t0 = time.monotonic()
             asyncio.run(setup_target(t, args, src_big, src_mid))
+            if keyless is not None and t.name == "trustreg":
+                asyncio.run(keyless.sign(t))
             extra = f"; enforced tag: {t.enforced_note}" if t.name == "trustreg" else ""
             print(f"setup {t.name}: {time.monotonic() - t0:.1f}s{extra}", flush=True)
         for rnd in range(args.rounds):
@@ -569,7 +665,9 @@ def main(argv: list[str] | None = None) -> int:
                 for t in order:
                     # trustreg's enforced phase runs interleaved with its plain one (see measure_pair)
                     pair = [phase] + [e for e in TRUSTREG_ONLY if BASELINE[e] == phase and e in phases]
-                    if len(pair) > 1 and t.signed:
+                    if phase == KEYLESS:
+                        measured = {phase: measure_keyless(t, rnd, args) if t.keyless else None}
+                    elif len(pair) > 1 and t.signed:
                         measured = measure_pair(t, pair, rnd, args, src_big)
                     else:
                         measured = {phase: measure(t, phase, rnd, args, src_big)}
@@ -578,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         results[t.name].setdefault(p, []).append(res)
                         extra = f" p50 {res['p50_ms']:.2f} ms p99 {res['p99_ms']:.2f} ms" if "p50_ms" in res else ""
+                        if "keyed" in res:
+                            extra += f" (key-signed {res['keyed']['value']:,.1f} cpu {res['keyed']['cpu_s']:.2f}s)"
                         print(f"round {rnd + 1}/{args.rounds} {p:24s} {t.name:12s} {res['value']:10,.1f}{extra}"
                               f"  cpu {res['cpu_s']:.2f}s  hwm {res['hwm_mib']:.0f} MiB", flush=True)
     except BaseException:

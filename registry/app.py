@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.loader import Settings
-from registry import auth, enforcement, events, notary_api, ops, quota, summary, tag_moves, ui
+from registry import auth, enforcement, events, notary_api, ops, quota, retention_schedule, summary, tag_moves, ui
 from registry.access import AUTHORIZER, AllowAll
 from registry.handlers import blobs, listing, manifests, uploads
 from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
@@ -95,6 +95,7 @@ def create_app(
     if settings.raw.get("trust", {}).get("enabled", True):
         notary = notary_api.setup(app)
     gate = enforcement.setup(app, notary)
+    retention_schedule.setup(app)  # `retention_schedule`: retention applied in the background
     if notary is not None:
         notary.add_listener(gate.invalidate)
     summary.log_reload_changes(app, app[enforcement.POLICY].current)

@@ -127,7 +127,7 @@ async def run_gc(settings: Settings, dry_run: bool, delete_untagged: bool, grace
     if retention:  # first: the tags (and their signatures) the rules let go, then the sweep frees them
         from registry.retention import retention_from_settings
 
-        kept = await retention_from_settings(settings, dry_run)
+        kept = await retention_from_settings(settings, dry_run, grace)
         tag_verb = "would delete" if dry_run else "deleted"
         for repo, tag, digest in kept.tags:
             print(f"{tag_verb} tag {repo}:{tag} ({digest}) by retention")
@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p_gc.add_argument("--delete-untagged", action="store_true", help="also remove manifests no tag reaches")
     p_gc.add_argument("--retention", action="store_true",
                       help="first apply the projects' retention rules (tags outside keep_last/keep_tags/"
-                           "keep_signed, with their signatures), then sweep")
+                           "keep_signed, with their signatures; with delete_untagged, manifests nothing kept "
+                           "needs, older than --grace), then sweep")
     p_gc.add_argument("--grace", type=float, default=3600.0,
                       help="seconds during which new or re-referenced content is never removed (default 3600; "
                            "at least 120 unless --offline)")

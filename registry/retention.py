@@ -6,27 +6,35 @@ signatures and other referrers; the blobs they leave unreferenced go with the ne
       keep_tags: ["v*"]      # kept whatever their age
       keep_signed: true      # kept if the project enforces and the gate would serve them (default)
                              # (tags matching `immutable_tags` are never deleted)
-      delete_untagged: true  # also remove manifests no tag reaches (done by gc's --delete-untagged mark)
+      delete_untagged: true  # also remove the manifests nothing kept needs (below)
 
 Signature tags (cosign `<alg>-<hex>.sig`/`.att`/`.sbom`, the referrers tag schema's `<alg>-<hex>`) are
 never candidates themselves: they go when their subject goes. A manifest leaves only when no
 remaining tag reaches it (directly or as an index child); a referrer whose subject is kept stays.
-Not yet wired into the CLI (`trustreg gc --retention`): see `retention_from_settings`.
+With `delete_untagged`, a manifest is kept only if a remaining tag reaches it, or it is a child of a
+kept index, a referrer of a kept manifest, the manifest of a signature tag of a kept subject (all
+transitively), or younger than `grace` seconds (a push in progress: platform manifests before their
+index, a signature before its tag), or unreadable; the others go with their signatures and referrers.
+`trustreg gc --retention` and the `retention_schedule` (registry.retention_schedule) run it.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from config.loader import Settings
 from registry.immutable import SIGNATURE_TAG, project_config, protecting_rule
-from storage.references import Digest, InvalidReferenceError
-from storage.store import IntegrityError, ManifestUnknownError, RegistryStore
+from storage.base import PathNotFoundError
+from storage.references import ALGORITHMS, Digest, InvalidReferenceError
+from storage.store import IntegrityError, ManifestUnknownError, RegistryStore, index_children, repo_key
 from trust.gate import ContentTrustGate
+
+DEFAULT_GRACE = 3600.0  # seconds an untagged manifest is spared (as gc's grace)
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,11 @@ class Retention:
     """One retention pass over the store (see the module docstring)."""
 
     def __init__(self, store: RegistryStore, gate: ContentTrustGate, raw: Mapping[str, Any],
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, grace: float = DEFAULT_GRACE) -> None:
         self.store = store
         self.gate = gate
         self.raw = raw
+        self.grace = grace
         self.report = RetentionReport(dry_run)
         self._removed: set[tuple[str, Digest]] = set()
 
@@ -139,6 +148,56 @@ class Retention:
                 await self.store.delete_tag(repository, tag)
         for digest in sorted({d for d in doomed.values() if d not in kept}, key=str):
             await self._remove_with_referrers(repository, digest, kept)
+        if rules.delete_untagged:
+            await self._untagged(repository, kept)
+
+    async def _untagged(self, repository: str, reached: set[Digest]) -> None:
+        """Remove the manifests nothing kept needs (`delete_untagged`, see the module docstring)."""
+        links: dict[Digest, tuple[set[Digest], Digest | None]] = {}  # digest -> (children, subject)
+        keep = set(reached)
+        now = time.time()
+        for alg in ALGORITHMS:
+            prefix = f"{repo_key(repository)}/_manifests/revisions/{alg}"
+            for hex_ in await self.store.driver.list(prefix):
+                try:
+                    digest = Digest.parse(f"{alg}:{hex_}")
+                    found = await self._links(repository, digest)
+                    if found is None or now - (await self.store.driver.stat(f"{prefix}/{hex_}")).modified < self.grace:
+                        keep.add(digest)  # unreadable (`trustreg check` reports it) or young: never deleted here
+                    links[digest] = found or (set(), None)
+                except (InvalidReferenceError, PathNotFoundError):
+                    continue
+        for tag in await self.store.list_tags(repository):  # signature tags name their subject
+            if match := SIGNATURE_TAG.match(tag):
+                try:
+                    target = await self.store.resolve_tag(repository, tag)
+                except ManifestUnknownError:
+                    continue
+                if target in links:
+                    children, subject = links[target]
+                    links[target] = (children, subject or Digest.parse(match.group(1).replace("-", ":", 1)))
+        changed = True
+        while changed:  # children of kept indexes; referrers and signatures of kept subjects
+            changed = False
+            for digest, (children, subject) in links.items():
+                new = (children & links.keys()) - keep if digest in keep else {digest} if subject in keep else set()
+                if new:
+                    keep |= new
+                    changed = True
+        for digest in sorted(links.keys() - keep, key=str):
+            await self._remove_with_referrers(repository, digest, keep)
+
+    async def _links(self, repository: str, digest: Digest) -> tuple[set[Digest], Digest | None] | None:
+        """A manifest's index children and `subject`; None when it cannot be read."""
+        try:
+            manifest = await self.store.get_manifest(repository, digest)
+            doc = json.loads(manifest.body)
+            subject = Digest.parse(str(doc["subject"]["digest"])) if isinstance(doc.get("subject"), dict) else None
+        except (ManifestUnknownError, IntegrityError, ValueError, RecursionError):
+            return None
+        except (AttributeError, KeyError, InvalidReferenceError):  # a JSON value that is no manifest's subject
+            return set(index_children(manifest.media_type, manifest.body)), None
+        return set(index_children(manifest.media_type, manifest.body)), subject
 
     async def _remove_with_referrers(self, repository: str, digest: Digest, kept: set[Digest]) -> None:
         """Remove a manifest, its signature tags' manifests and its referrers (recursively)."""
@@ -168,14 +227,14 @@ class Retention:
 
 
 async def apply_retention(store: RegistryStore, gate: ContentTrustGate, raw: Mapping[str, Any],
-                          dry_run: bool = False) -> RetentionReport:
-    """One pass over every repository whose project has retention rules. Run `gc` afterwards (with
-    `delete_untagged` where the rules ask for it) to free the blobs."""
-    return await Retention(store, gate, raw, dry_run).run()
+                          dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RetentionReport:
+    """One pass over every repository whose project has retention rules. Run `gc` afterwards to free
+    the blobs."""
+    return await Retention(store, gate, raw, dry_run, grace).run()
 
 
-
-async def retention_from_settings(settings: Settings, dry_run: bool = False) -> RetentionReport:
+async def retention_from_settings(settings: Settings, dry_run: bool = False,
+                                  grace: float = DEFAULT_GRACE) -> RetentionReport:
     """`apply_retention` straight on the configured storage, with the server's own gate (what
     `trustreg gc --retention` is to run before its mark and sweep)."""
     from registry.enforcement import NoTrustServer
@@ -195,6 +254,6 @@ async def retention_from_settings(settings: Settings, dry_run: bool = False) -> 
         if (settings.raw.get("trust") or {}).get("enabled", True):
             source = NotaryService(driver, key_passphrase(settings))
         gate = ContentTrustGate(store, source, PolicyHolder(policy))
-        return await apply_retention(store, gate, settings.raw, dry_run)
+        return await apply_retention(store, gate, settings.raw, dry_run, grace)
     finally:
         await driver.close()

@@ -14,6 +14,8 @@ SAN), and signs this manifest's digest. Two forms:
   certificate and payload, chain at the integrated time, SCT, then the signature itself; the legacy
   `.att` layer (a DSSE envelope, Rekor `intoto` 0.0.2 entry) the same way.
 Identity regexps must match the whole value (`re.fullmatch`; cosign's flags search unanchored).
+A root with `require_tlog: false` / `require_sct: false` tolerates a bundle without a log entry (its time
+then from a TSA) / a certificate without an SCT: trust.keyless_relaxed, as sigstore-python cannot.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
@@ -45,9 +48,28 @@ from trust.identities import CertificateIdentity
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 REKOR_BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+TIMESTAMP_ANNOTATION = "dev.sigstore.cosign/rfc3161timestamp"  # {"SignedRFC3161Timestamp": base64 DER}
 OIDC_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
 OIDC_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string
+SCT_EXTENSION = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")  # RFC 6962 embedded SCT list
 PUBLIC_GOOD = "https://tuf-repo-cdn.sigstore.dev"
+
+
+@dataclass(frozen=True)
+class SigstoreRoot:
+    """A loaded `sigstore` trust root: its trusted_root.json and what it demands of a signature."""
+
+    trusted: TrustedRoot
+    require_tlog: bool = True
+    require_sct: bool = True
+
+    @property
+    def has_tlogs(self) -> bool:
+        return bool(self.trusted._inner.tlogs)
+
+    @property
+    def has_ctlogs(self) -> bool:
+        return bool(self.trusted._inner.ctlogs)
 
 
 class KeylessRefusal(Exception):
@@ -120,9 +142,14 @@ def _issuer_allowed(identity: CertificateIdentity, issuer: str | None) -> bool:
     return any_subject.matches(issuer, [""])
 
 
-def verify_bundle(data: bytes, root: TrustedRoot,
+def verify_bundle(data: bytes, root: SigstoreRoot,
                   identities: tuple[CertificateIdentity, ...]) -> tuple[str, bytes, str]:
     """A keyless sigstore bundle with a DSSE envelope: (payload type, payload, signer identity)."""
+    if not (root.require_tlog and root.require_sct):
+        from trust import keyless_relaxed  # it builds on this module
+
+        if keyless_relaxed.needs_relaxed(data, root):
+            return keyless_relaxed.verify_relaxed_bundle(data, root, identities)
     # Anything sigstore-python raises on hostile input (its own errors, pydantic's, the DSSE module's) is a
     # refusal, never a server error.
     try:
@@ -133,7 +160,7 @@ def verify_bundle(data: bytes, root: TrustedRoot,
     if envelope is None:
         raise KeylessRefusal("malformed signature: message-signature bundles do not sign an image")
     try:
-        payload_type, payload = _verifier(root).verify_dsse(bundle, _IdentityPolicy(identities))
+        payload_type, payload = _verifier(root.trusted).verify_dsse(bundle, _IdentityPolicy(identities))
     except KeylessRefusal:
         raise
     except Exception as e:
@@ -189,17 +216,18 @@ def _pem_certs(text: Any, what: str) -> list[x509.Certificate]:
     return certs
 
 
-def verify_legacy(payload: bytes, signature: bytes, annotations: dict[str, Any], root: TrustedRoot,
+def verify_legacy(payload: bytes, signature: bytes, annotations: dict[str, Any], root: SigstoreRoot,
                   identities: tuple[CertificateIdentity, ...]) -> str:
     """A cosign legacy keyless `.sig` layer (see the module docstring); returns the signer identity."""
-    cert, body, integrated = _logged_entry(annotations, root)  # (1) the log signed this entry at this time
-    _check_entry_body(body, payload, signature, cert)  # (2) ... about this signature, certificate, payload
-    identity = _certificate_at(cert, root, integrated, identities)  # (3) chain, SCT, usage, identity
+    cert, body, times = _signing_times(annotations, root, signature)  # (1) when: the log's entry, or a TSA
+    if body is not None:
+        _check_entry_body(body, payload, signature, cert)  # (2) ... about this signature, certificate, payload
+    identity = _certificate_at(cert, root, times, identities)  # (3) chain, SCT, usage, identity
     _verify_signature(cert, signature, payload)  # (4) the signature itself
     return identity
 
 
-def verify_legacy_attestation(data: bytes, annotations: dict[str, Any], root: TrustedRoot,
+def verify_legacy_attestation(data: bytes, annotations: dict[str, Any], root: SigstoreRoot,
                               identities: tuple[CertificateIdentity, ...]) -> tuple[str, bytes, str]:
     """A cosign legacy keyless `.att` layer (DSSE envelope, Rekor `intoto` 0.0.2 entry in its annotations):
     (payload type, payload, signer identity)."""
@@ -211,11 +239,26 @@ def verify_legacy_attestation(data: bytes, annotations: dict[str, Any], root: Tr
         signature = base64.b64decode(envelope["signatures"][0]["sig"])
     except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
         raise KeylessRefusal("malformed signature: not a DSSE envelope") from e
-    cert, body, integrated = _logged_entry(annotations, root)
-    _check_intoto_body(body, payload, signature, cert)
-    identity = _certificate_at(cert, root, integrated, identities)
+    cert, body, times = _signing_times(annotations, root, data)  # cosign timestamps an attestation's layer
+    if body is not None:
+        _check_intoto_body(body, payload, signature, cert)
+    identity = _certificate_at(cert, root, times, identities)
     _verify_signature(cert, signature, pae(payload_type, payload))
     return payload_type, payload, identity
+
+
+def _signing_times(annotations: dict[str, Any], root: SigstoreRoot,
+                   timestamped: bytes) -> tuple[x509.Certificate, Any, list[datetime]]:
+    """(certificate, Rekor entry body, signing times) of a legacy layer: its Rekor bundle annotation,
+    verified; or, under `require_tlog: false` when there is none the root could check, the RFC 3161
+    timestamp annotation over `timestamped` (entry body None)."""
+    if root.require_tlog or (REKOR_BUNDLE_ANNOTATION in annotations and root.has_tlogs):
+        cert, body, integrated = _logged_entry(annotations, root.trusted)
+        return cert, body, [integrated]
+    from trust.keyless_relaxed import legacy_timestamp_times  # it builds on this module
+
+    cert = _pem_certs(annotations.get(CERTIFICATE_ANNOTATION), "certificate annotation")[0]
+    return cert, None, legacy_timestamp_times(annotations, timestamped, root.trusted)
 
 
 def _logged_entry(annotations: dict[str, Any], root: TrustedRoot) -> tuple[x509.Certificate, Any, datetime]:
@@ -241,17 +284,27 @@ def _logged_entry(annotations: dict[str, Any], root: TrustedRoot) -> tuple[x509.
     return cert, body, integrated
 
 
-def _certificate_at(cert: x509.Certificate, root: TrustedRoot, when: datetime,
+def _certificate_at(cert: x509.Certificate, root: SigstoreRoot, times: list[datetime],
                     identities: tuple[CertificateIdentity, ...]) -> str:
-    """The certificate chains to a Fulcio CA and was valid `when`, carries an SCT of the root's CT logs,
-    is for code signing and names an allowed identity (returned)."""
-    chain = _chain_at(cert, root, when)
-    try:
-        verify_sct(cert, chain, root.ct_keyring(KeyringPurpose.VERIFY))
-    except SigstoreError as e:
-        raise KeylessRefusal(f"no valid SCT: {_first_line(e)}") from e
+    """The certificate chains to a Fulcio CA and was valid at every signing time, carries an SCT of the
+    root's CT logs (unless `require_sct: false`; one it has is checked if the root names CT logs), is for
+    code signing and names an allowed identity (returned)."""
+    if not times:
+        raise KeylessRefusal("no trusted signing time: no verified log entry and no timestamp of the root's TSAs")
+    for when in times:
+        chain = _chain_at(cert, root.trusted, when)
+    if root.require_sct or (has_sct(cert) and root.has_ctlogs):
+        try:
+            verify_sct(cert, chain, root.trusted.ct_keyring(KeyringPurpose.VERIFY))
+        except SigstoreError as e:
+            raise KeylessRefusal(f"no valid SCT: {_first_line(e)}") from e
     _code_signing(cert)
     return check_identity(cert, identities)
+
+
+def has_sct(cert: x509.Certificate) -> bool:
+    """Whether the certificate embeds SCTs (RFC 6962 extension)."""
+    return any(ext.oid == SCT_EXTENSION for ext in cert.extensions)
 
 
 def _verify_signature(cert: x509.Certificate, signature: bytes, message: bytes) -> None:
@@ -313,6 +366,11 @@ def _chain_at(cert: x509.Certificate, root: TrustedRoot, when: datetime) -> list
 
 
 def _code_signing(cert: x509.Certificate) -> None:
+    try:
+        if not cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
+            raise KeylessRefusal("certificate chain not trusted: the certificate's key usage is not digital signature")
+    except x509.ExtensionNotFound as e:
+        raise KeylessRefusal("certificate chain not trusted: the certificate has no key usage") from e
     try:
         usage = cert.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
     except x509.ExtensionNotFound:

@@ -92,10 +92,11 @@ class TrustRoot:
         if "material" in self._loaded:
             return
         if self.type == SIGSTORE:
-            from trust.keyless import load_trusted_root  # sigstore-python is imported only when used
+            from trust.keyless import SigstoreRoot, load_trusted_root  # sigstore-python is imported only when used
 
             try:
-                self._loaded["material"] = (load_trusted_root(None if self.files[0] == BUILTIN else self.files[0]),)
+                trusted = load_trusted_root(None if self.files[0] == BUILTIN else self.files[0])
+                self._loaded["material"] = (SigstoreRoot(trusted, self.require_tlog, self.require_sct),)
             except (OSError, ValueError) as e:
                 raise PolicyError(f"config error at {self.config_path}: {self.files[0]}: {e}") from e
             return
@@ -118,7 +119,7 @@ class TrustRoot:
 
     @property
     def sigstore(self) -> Any:
-        """The parsed `sigstore.models.TrustedRoot` of a `sigstore` root."""
+        """A `sigstore` root's `trust.keyless.SigstoreRoot` (its parsed trusted_root.json and options)."""
         self.load()
         return self._loaded["material"][0]
 
@@ -374,12 +375,11 @@ def _sigstore_root(name: str, spec: Mapping[str, Any], base: str) -> TrustRoot:
     ref = spec.get("trusted_root")
     if not isinstance(ref, str) or not ref:
         raise PolicyError(f"config error at trust_roots.{name}.trusted_root: a path, or {BUILTIN!r}")
-    for option in ("require_tlog", "require_sct"):
-        if spec.get(option, True) is not True:
-            # sigstore-python verifies every bundle's log entry and certificate SCT; trustreg does not
-            # weaken what it verifies, so a root without them is refused rather than half-checked.
-            raise PolicyError(f"config error at trust_roots.{name}.{option}: only true is supported")
-    return TrustRoot(name, SIGSTORE, (ref if ref == BUILTIN else os.path.join(base, ref),))
+    options = {option: spec.get(option, True) for option in ("require_tlog", "require_sct")}
+    for option, value in options.items():
+        if not isinstance(value, bool):
+            raise PolicyError(f"config error at trust_roots.{name}.{option}: true or false")
+    return TrustRoot(name, SIGSTORE, (ref if ref == BUILTIN else os.path.join(base, ref),), **options)
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,28 @@ def when(value: Any) -> str:
     return text
 
 
+def identities(value: Any) -> str:
+    """Keyless identities (`{"issuer" | "issuer_regexp", "subject" | "subject_regexp"}` each) as text:
+    `issuer https://… · subject matching ^…$`, one after the other, `;`-separated."""
+    shown = []
+    for identity in value if isinstance(value, list | tuple) else ():
+        if not isinstance(identity, dict):
+            shown.append(str(identity))
+            continue
+        parts = []
+        for field in ("issuer", "subject"):
+            if identity.get(field) is not None:
+                parts.append(f"{field} {identity[field]}")
+            elif identity.get(f"{field}_regexp") is not None:
+                parts.append(f"{field} matching {identity[f'{field}_regexp']}")
+        shown.append(" · ".join(parts))
+    return "; ".join(shown)
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True, trim_blocks=True)
-    env.filters.update(filesize=filesize, platform=platform_name, annotations=annotations, when=when)
+    env.filters.update(filesize=filesize, platform=platform_name, annotations=annotations, when=when,
+                       identities=identities)
     return env
 
 

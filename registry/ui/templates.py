@@ -65,7 +65,7 @@ INDEX = """{% extends "base.html" %}{% import "macros.html" as m %}
 <th>Signers</th><th>Pinned root keys</th><th>Index children</th><th>Repositories</th></tr></thead><tbody>
 {% for p in projects %}<tr data-project="{{ p.name }}"><td><strong>{{ p.name }}</strong></td>
 <td>{{ "public" if p.public else "private" }}</td><td>{{ m.policy(p.content_trust) }}</td>
-<td>{% for r in p.content_trust.require_any %}{{ r.source }}{% if r.trust_root %} <span class="muted">(trust root {{ r.trust_root }}{% if r.identities %}; {{ r.identities|join(", ") }}{% endif %})</span>{% endif %}{% if not loop.last %}<br>{% endif %}{% else %}notary{% endfor %}</td>
+<td>{% for r in p.content_trust.require_any %}{{ r.source }}{% if r.trust_root %} <span class="muted">(trust root {{ r.trust_root }}{% if r.identities %}; {{ r.identities|identities }}{% endif %})</span>{% endif %}{% if not loop.last %}<br>{% endif %}{% else %}notary{% endfor %}</td>
 <td>{% for s in p.content_trust.signers %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td class="mono">{% for k in p.content_trust.root_keys %}{{ k[:12] }} {% else %}<span class="muted">none</span>{% endfor %}</td>
 <td>{{ "inherit signature" if p.content_trust.inherit_index else "must be signed" }}</td>

@@ -138,6 +138,47 @@ def test_keyless_signatures_checked_by_real_cosign_then_served(test_image: Path,
         e.server.stop()
 
 
+def test_private_deployment_without_rekor_or_ct_checked_by_real_cosign(test_image: Path, tmp_path: Path) -> None:
+    """`require_tlog: false` (no Rekor: the time from the instance's TSA) and `require_sct: false` (no CT):
+    the real `cosign verify --insecure-ignore-tlog --use-signed-timestamps` / `--insecure-ignore-sct`
+    accepts the bundle and the legacy `.sig` first, then trustreg serves them; what cosign refuses (no
+    timestamp, an unknown TSA), trustreg refuses too."""
+    instance = SigstoreInstance()
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(instance.trusted_root(tlogs=False, ctlogs=False)))
+    identities = [{"issuer": GITHUB, "subject_regexp": RELEASE_REGEXP}]
+    extra = {"trust_roots": {"private": {"type": "sigstore", "trusted_root": str(root), "require_tlog": False,
+                                         "require_sct": False}},
+             "projects": {"private": {"content_trust": {"enforce": True, "require_any": [
+                 {"cosign": {"trust_root": "private", "identities": identities}}]}}}}
+    e = make_env(test_image, tmp_path, extra=extra)
+    relaxed = ("--insecure-ignore-tlog", "--use-signed-timestamps", "--insecure-ignore-sct")
+    try:
+        addr = e.server.addr
+        digest = e.push("private/tsa")
+        e.push_artifact("private/tsa", instance.bundle(e.subject("private/tsa", digest), instance.issue(sct=False),
+                                                       tlog=False, timestamp_by=instance))
+        cosign_verify_keyless(e, root, f"{addr}/private/tsa:v1", *relaxed)  # the oracle first
+        e.pull("private/tsa")
+        # the legacy `.sig` form: cosign's RFC 3161 timestamp annotation instead of a Rekor bundle
+        digest = e.push("private/legacy")
+        e.push_artifact("private/legacy", instance.legacy(digest, instance.issue(sct=False), tlog=False,
+                                                          timestamp_by=instance))
+        cosign_verify_keyless(e, root, f"{addr}/private/legacy:v1", *relaxed)
+        e.pull("private/legacy")
+        refused = {"private/notime": (None, "bundle"), "private/othertsa": (SigstoreInstance(), "bundle"),
+                   "private/legacyothertsa": (SigstoreInstance(), "legacy")}
+        for repo, (tsa, form) in refused.items():
+            digest = e.push(repo)
+            signing = instance.issue(sct=False)
+            e.push_artifact(repo, instance.bundle(e.subject(repo, digest), signing, tlog=False, timestamp_by=tsa)
+                            if form == "bundle" else instance.legacy(digest, signing, tlog=False, timestamp_by=tsa))
+            assert cosign_verify_keyless(e, root, f"{addr}/{repo}@{digest}", *relaxed, check=False).returncode != 0
+            assert "no trusted signing time" in e.refused(repo, COSIGN_REFUSAL)
+    finally:
+        e.server.stop()
+
+
 SLSA_PREDICATE = {"buildDefinition": {"buildType": "https://acme.test/build/v1", "externalParameters": {}},
                   "runDetails": {"builder": {"id": "https://github.com/acme/builder@v1"}}}
 PROVENANCE_POLICY = 'predicate.runDetails.builder.id == "https://github.com/acme/builder@v1"'

@@ -117,20 +117,21 @@ class SigstoreInstance:
                                         False)
                          .sign(self.ca_key, hashes.SHA384()))
 
-    def trusted_root(self) -> dict[str, Any]:
+    def trusted_root(self, *, tlogs: bool = True, ctlogs: bool = True) -> dict[str, Any]:
+        """The instance's trusted_root.json; `tlogs`/`ctlogs` False: a deployment without Rekor / CT."""
         def log(key: ec.EllipticCurvePrivateKey, url: str) -> dict[str, Any]:
             return {"baseUrl": url, "hashAlgorithm": "SHA2_256",
                     "publicKey": {"rawBytes": b64(spki(key.public_key())), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
                                   "validFor": {"start": _ts(self.start)}},
                     "logId": {"keyId": b64(log_id(key))}}
         return {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-                "tlogs": [log(self.rekor_key, "https://rekor.trustreg.test")],
+                "tlogs": [log(self.rekor_key, "https://rekor.trustreg.test")] if tlogs else [],
                 "certificateAuthorities": [{
                     "subject": {"organization": "trustreg test", "commonName": "fulcio"},
                     "uri": "https://fulcio.trustreg.test",
                     "certChain": {"certificates": [{"rawBytes": b64(self.ca.public_bytes(DER))}]},
                     "validFor": {"start": _ts(self.start)}}],
-                "ctlogs": [log(self.ct_key, "https://ctfe.trustreg.test")],
+                "ctlogs": [log(self.ct_key, "https://ctfe.trustreg.test")] if ctlogs else [],
                 "timestampAuthorities": [{
                     "subject": {"organization": "trustreg test", "commonName": "tsa"},
                     "uri": "https://tsa.trustreg.test",
@@ -225,11 +226,12 @@ class SigstoreInstance:
     # --- signatures -----------------------------------------------------------------------------
     def bundle(self, subject: dict[str, Any], signing: Signing | None = None, *, body: bytes | None = None,
                logged_body: bytes | None = None, tamper: str = "", promise: bool = True,
-               timestamp_by: SigstoreInstance | None = None) -> Artifact:
+               timestamp_by: SigstoreInstance | None = None, tlog: bool = True) -> Artifact:
         """A keyless sigstore bundle v0.3 referrer (DSSE, `cosign sign` v3). `logged_body`: the payload the
         log entry records (default: the signed one); `tamper`: "proof" alters the inclusion proof;
         `promise`: whether the entry carries its signed entry timestamp; `timestamp_by`: add an RFC 3161
-        timestamp of that instance's TSA over the signature."""
+        timestamp of that instance's TSA over the signature; `tlog`: False leaves the log entry out (a
+        deployment without Rekor)."""
         signing = signing or self.issue()
         body = body if body is not None else statement(subject["digest"])
         signature = signing.key.sign(pae(IN_TOTO, body), ec.ECDSA(hashes.SHA256()))
@@ -246,7 +248,7 @@ class SigstoreInstance:
         if not promise:
             del entry["inclusionPromise"]
         material: dict[str, Any] = {"certificate": {"rawBytes": b64(signing.cert.public_bytes(DER))},
-                                    "tlogEntries": [entry]}
+                                    "tlogEntries": [entry] if tlog else []}
         if timestamp_by is not None:
             material["timestampVerificationData"] = {"rfc3161Timestamps": [
                 {"signedTimestamp": b64(timestamp_by.timestamp(signature))}]}
@@ -257,10 +259,11 @@ class SigstoreInstance:
         return referrer(BUNDLE, subject, json.dumps(doc).encode(), BUNDLE, annotations)
 
     def legacy(self, digest: str, signing: Signing | None = None, *, logged_payload: bytes | None = None,
-               tamper: str = "") -> Artifact:
+               tamper: str = "", tlog: bool = True, timestamp_by: SigstoreInstance | None = None) -> Artifact:
         """A keyless legacy `.sig` (cosign 2): simple-signing layer with certificate, chain and Rekor
         bundle annotations. `logged_payload`: what the hashedrekord entry records; `tamper`: "set"
-        corrupts the signed entry timestamp."""
+        corrupts the signed entry timestamp; `tlog`: False leaves the Rekor bundle out; `timestamp_by`:
+        cosign's RFC 3161 timestamp annotation over the raw signature, by that instance's TSA."""
         signing = signing or self.issue()
         payload = simple_signing_payload(digest)
         signature = signing.key.sign(payload, ec.ECDSA(hashes.SHA256()))
@@ -279,6 +282,11 @@ class SigstoreInstance:
                        "dev.sigstore.cosign/certificate": signing.pem.decode(),
                        "dev.sigstore.cosign/chain": self.ca.public_bytes(serialization.Encoding.PEM).decode(),
                        "dev.sigstore.cosign/bundle": json.dumps(rekor)}
+        if not tlog:
+            del annotations["dev.sigstore.cosign/bundle"]
+        if timestamp_by is not None:
+            annotations["dev.sigstore.cosign/rfc3161timestamp"] = json.dumps(
+                {"SignedRFC3161Timestamp": b64(timestamp_by.timestamp(signature))})
         config = json.dumps({"architecture": "", "os": "", "config": {},
                              "rootfs": {"type": "layers", "diff_ids": [digest_of(payload)]}}).encode()
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
@@ -286,10 +294,11 @@ class SigstoreInstance:
         return Artifact(json.dumps(manifest).encode(), [config, payload], factory_tag_for(digest, ".sig"))
 
 
-def legacy_attestation(instance: SigstoreInstance, digest: str, body: bytes,
-                       signing: Signing | None = None) -> Artifact:
+def legacy_attestation(instance: SigstoreInstance, digest: str, body: bytes, signing: Signing | None = None,
+                       *, tlog: bool = True, timestamp_by: SigstoreInstance | None = None) -> Artifact:
     """A keyless legacy `.att` (cosign 2 `attest`): a DSSE envelope layer whose certificate, chain and
-    Rekor bundle (an `intoto` 0.0.2 entry) are annotations."""
+    Rekor bundle (an `intoto` 0.0.2 entry) are annotations; `tlog`/`timestamp_by` as in `legacy` (the
+    timestamp is over the envelope, as cosign's)."""
     signing = signing or instance.issue()
     signature = signing.key.sign(pae(IN_TOTO, body), ec.ECDSA(hashes.SHA256()))
     envelope = json.dumps({"payloadType": IN_TOTO, "payload": b64(body),
@@ -307,6 +316,11 @@ def legacy_attestation(instance: SigstoreInstance, digest: str, body: bytes,
                    "dev.sigstore.cosign/certificate": signing.pem.decode(),
                    "dev.sigstore.cosign/chain": instance.ca.public_bytes(serialization.Encoding.PEM).decode(),
                    "dev.sigstore.cosign/bundle": json.dumps(rekor)}
+    if not tlog:
+        del annotations["dev.sigstore.cosign/bundle"]
+    if timestamp_by is not None:
+        annotations["dev.sigstore.cosign/rfc3161timestamp"] = json.dumps(
+            {"SignedRFC3161Timestamp": b64(timestamp_by.timestamp(envelope))})
     config = json.dumps({"architecture": "", "os": "", "config": {},
                          "rootfs": {"type": "layers", "diff_ids": [digest_of(envelope)]}}).encode()
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),

@@ -152,7 +152,7 @@ async def test_builtin_root_is_the_public_good_one(registry_store, make_gate, si
     """`trusted_root: builtin` loads offline; a private instance's signature does not chain to it."""
     policy = Policy.from_config(keyless_policy("builtin"))
     policy.load_trust_roots()
-    fulcio = policy.trust_roots["corp"].sigstore.get_fulcio_certs()
+    fulcio = policy.trust_roots["corp"].sigstore.trusted.get_fulcio_certs()
     assert any("sigstore" in str(c.subject) for c in fulcio)
     image = await registry_store.image()
     await registry_store.push(sigstore.bundle(image.subject))
@@ -162,7 +162,7 @@ async def test_builtin_root_is_the_public_good_one(registry_store, make_gate, si
 
 @pytest.mark.parametrize(("root", "identities", "message"), [
     ({}, None, "trusted_root"),
-    ({"trusted_root": "x.json", "require_tlog": False}, None, "require_tlog"),
+    ({"trusted_root": "x.json", "require_tlog": "no"}, None, "require_tlog"),
     ({"trusted_root": "x.json"}, [{"issuer": GITHUB}], "subject or subject_regexp"),
     ({"trusted_root": "x.json"}, [{"issuer": GITHUB, "subject_regexp": "("}], "subject_regexp"),
 ])
