@@ -96,9 +96,17 @@ class TrustRoot:
 
             try:
                 trusted = load_trusted_root(None if self.files[0] == BUILTIN else self.files[0])
-                self._loaded["material"] = (SigstoreRoot(trusted, self.require_tlog, self.require_sct),)
+                root = SigstoreRoot(trusted, self.require_tlog, self.require_sct)
             except (OSError, ValueError) as e:
                 raise PolicyError(f"config error at {self.config_path}: {self.files[0]}: {e}") from e
+            # A requirement the root cannot meet would refuse every signature: say so at start instead.
+            for option, present, what in (("require_tlog", root.has_tlogs, "transparency log (tlogs)"),
+                                          ("require_sct", root.has_ctlogs, "CT log (ctlogs)")):
+                if getattr(self, option) and not present:
+                    raise PolicyError(f"config error at {self.config_path}: {self.files[0]} names no {what}, so "
+                                      f"no signature could be verified; set {option}: false for a deployment "
+                                      "without one")
+            self._loaded["material"] = (root,)
             return
         items: list[Any] = []
         for i, ref in enumerate(self.files):

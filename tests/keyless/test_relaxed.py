@@ -161,3 +161,16 @@ async def test_neither_log_nor_sct(registry_store, make_gate, sigstore, tmp_path
         i.subject, sigstore.issue(sct=False), tlog=False, timestamp_by=sigstore), require_tlog=False,
         require_sct=False)
     assert result.served, result.reason
+
+
+@pytest.mark.parametrize(("parts", "option"), [({"tlogs": False}, "require_tlog"), ({"ctlogs": False}, "require_sct")])
+def test_requirement_the_root_cannot_meet_is_refused_at_start(sigstore, tmp_path, parts, option) -> None:
+    """A root without a log (or CT log) under the default requirement would refuse every signature:
+    the policy is refused at load, naming the option that fits such a deployment."""
+    from trust.policy import Policy, PolicyError
+
+    policy = Policy.from_config(keyless_policy(root_at(tmp_path, sigstore, **parts)), str(tmp_path))
+    with pytest.raises(PolicyError, match=f"set {option}: false"):
+        policy.load_trust_roots()
+    relaxed = Policy.from_config(keyless_policy(root_at(tmp_path, sigstore, **parts), **{option: False}), str(tmp_path))
+    relaxed.load_trust_roots()
