@@ -74,6 +74,8 @@ PATTERN_WORDS = {
     "signers": "expected a role: targets or targets/<name>, e.g. targets/releases",
     "root_keys": "expected a root key ID: 64 lowercase hexadecimal digits",
     "projects": "expected a project name: lowercase letters and digits, separated by '.', '_', '__' or '-'",
+    "url": "expected the upstream registry's base URL: http(s)://host[:port], e.g. https://registry-1.docker.io",
+    "password_env": "expected the name of an environment variable, e.g. HUB_PASSWORD",
     "trust_roots": "expected a trust root name: letters, digits, '.', '_' and '-', starting with a letter or digit",
 }
 
@@ -83,6 +85,8 @@ def _message(error: jsonschema.ValidationError) -> str:
         return "unknown key"
     if error.validator == "not" and list(error.absolute_path) == ["storage"]:
         return "choose one storage driver: filesystem or s3, not both"
+    if error.validator == "dependentRequired":
+        return "username and password_env go together (the password is read from that environment variable)"
     if error.validator in ("pattern", "propertyNames"):
         named = [str(p) for p in error.absolute_path if not isinstance(p, int)]
         for part in reversed(named):

@@ -15,6 +15,7 @@ from registry.handlers.common import API_VERSION, DRIVER, SETTINGS, STORE
 from registry.handlers.manifests import TAG_MOVES
 from registry.metrics import metrics_endpoint, metrics_middleware
 from registry.middleware import errors_middleware, request_id_middleware
+from registry.proxy import service as proxy
 from registry.server import IN_FLIGHT, in_flight_middleware
 from storage.base import StorageDriver
 from storage.factory import create_driver
@@ -97,6 +98,8 @@ def create_app(
         notary.add_listener(gate.invalidate)
     summary.log_reload_changes(app, app[enforcement.POLICY].current)
     app[TAG_MOVES] = tag_moves
+    proxy.setup(app, app[STORE], settings.raw, settings.config_dir, app[enforcement.POLICY],
+                enforcement.NoTrustServer())  # Notary v1 is not proxied (bound to the upstream's host)
     add_oci_routes(app)
     ui.setup(app)  # /api/v1/ (JSON) and /ui/ (HTML): trust inspection
     return app

@@ -39,6 +39,14 @@ TRUST_DECISIONS = Counter(
     "trustreg_content_trust_decisions_total", "Content-trust gate decisions", ["result", "reason"]
 )
 VERIFIER_CACHE = Counter("trustreg_verifier_cache_total", "Trust verification cache lookups", ["result"])
+PROXY_REQUESTS = Counter(
+    "trustreg_proxy_requests_total", "Proxy project reads: hit (cache), miss (fetched upstream), stale",
+    ["project", "kind", "result"],
+)
+PROXY_UPSTREAM_ERRORS = Counter("trustreg_proxy_upstream_errors_total", "Failed upstream requests", ["project"])
+PROXY_REFUSALS = Counter(
+    "trustreg_proxy_refusals_total", "Upstream manifests refused by the content-trust gate (not stored)", ["project"]
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

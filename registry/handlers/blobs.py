@@ -6,8 +6,10 @@ from aiohttp import web
 
 from registry.errors import RegistryError
 from registry.handlers.common import DRIVER, SETTINGS, parse_digest, repo_name, store
+from registry.proxy.service import PROXY
 from registry.quota import accountant
 from registry.ranges import parse_range, sendfile_can_serve
+from storage.references import Digest
 
 
 def _headers(digest: str, size: int) -> dict[str, str]:
@@ -21,15 +23,26 @@ def _headers(digest: str, size: int) -> dict[str, str]:
     }
 
 
+async def _proxied(request: web.Request, name: str, digest: Digest) -> web.StreamResponse | None:
+    """A proxy project's blob streamed while fetched upstream; None: serve it from the store."""
+    proxy = request.app.get(PROXY)
+    return await proxy.blob(request, name, digest) if proxy is not None else None
+
+
 async def head_blob(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
-    info = await store(request).stat_blob(name, parse_digest(request.match_info["digest"]))
+    digest = parse_digest(request.match_info["digest"])
+    await _proxied(request, name, digest)
+    info = await store(request).stat_blob(name, digest)
     return web.Response(status=200, headers=_headers(str(info.digest), info.size))
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
-    info = await store(request).stat_blob(name, parse_digest(request.match_info["digest"]))
+    digest = parse_digest(request.match_info["digest"])
+    if (streamed := await _proxied(request, name, digest)) is not None:
+        return streamed
+    info = await store(request).stat_blob(name, digest)
     driver = request.app[DRIVER]
     headers = _headers(str(info.digest), info.size)
     rng = parse_range(request.headers.get("Range"), info.size)  # 416 before any body is chosen

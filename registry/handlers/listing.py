@@ -11,6 +11,7 @@ from registry.access import AUTHORIZER
 from registry.errors import RegistryError
 from registry.handlers.common import paginate, parse_digest, parse_page, repo_name, store
 from registry.manifests import OCI_INDEX
+from registry.proxy.service import PROXY
 
 
 def _link(path: str, n: int, last: str) -> str:
@@ -21,8 +22,10 @@ async def list_tags(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
     n, last = parse_page(request)
     st = store(request)
-    tags = await st.list_tags(name)
-    if not tags and not await st.repository_exists(name):
+    proxy = request.app.get(PROXY)
+    upstream = await proxy.tags(name) if proxy is not None else None
+    tags = upstream if upstream is not None else await st.list_tags(name)
+    if not tags and upstream is None and not await st.repository_exists(name):
         raise RegistryError("NAME_UNKNOWN", f"repository {name} is not known", {"name": name})
     page, more = paginate(tags, n, last)
     headers = {}
@@ -45,6 +48,9 @@ async def catalog(request: web.Request) -> web.StreamResponse:
 async def referrers(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
     subject = parse_digest(request.match_info["digest"])
+    proxy = request.app.get(PROXY)
+    if proxy is not None:
+        await proxy.referrers(name, subject)  # a proxy project admits the subject with its signatures first
     descriptors = await store(request).referrers(name, subject)
     headers = {}
     artifact_type = request.query.get("artifactType")

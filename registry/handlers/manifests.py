@@ -8,6 +8,7 @@ from registry import immutable
 from registry.errors import RegistryError
 from registry.handlers.common import SETTINGS, parse_digest, read_limited, repo_name, store
 from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_manifest, referrer_descriptor
+from registry.proxy.service import PROXY
 from registry.quota import accountant
 from storage.references import Digest, is_digest, is_valid_tag
 from storage.store import Manifest, RegistryStore, TagExistsError
@@ -45,26 +46,29 @@ def _headers(manifest: Manifest) -> dict[str, str]:
     }
 
 
-async def _fetch(request: web.Request) -> Manifest:
+async def _fetch(request: web.Request) -> tuple[Manifest, dict[str, str]]:
+    """The manifest, gated; and headers a proxy project adds (cache hit, miss or stale)."""
     name = repo_name(request)
     tag, digest = _reference(request)
+    proxy = request.app.get(PROXY)
+    extra = await proxy.manifest(name, tag, digest) if proxy is not None else {}  # fetched and admitted
     manifest = await _resolve(store(request), name, tag, digest)
     gate = request.app.get(MANIFEST_GATE)
     if gate is not None:
         await gate(request, name, tag, manifest)  # raises RegistryError (412) to refuse
-    return manifest
+    return manifest, extra
 
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
-    manifest = await _fetch(request)
-    headers = _headers(manifest)
+    manifest, extra = await _fetch(request)
+    headers = {**_headers(manifest), **extra}
     del headers["Content-Type"]
     return web.Response(body=manifest.body, headers=headers, content_type=manifest.media_type)
 
 
 async def head_manifest(request: web.Request) -> web.StreamResponse:
-    manifest = await _fetch(request)
-    return web.Response(headers=_headers(manifest))
+    manifest, extra = await _fetch(request)
+    return web.Response(headers={**_headers(manifest), **extra})
 
 
 async def put_manifest(request: web.Request) -> web.StreamResponse:

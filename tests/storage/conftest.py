@@ -15,7 +15,7 @@ from storage.filesystem import FilesystemDriver
 from tests import s3server
 from tests.s3server import create_bucket, s3_config
 
-DRIVERS = ["filesystem", "s3"]
+DRIVERS = ["filesystem", "s3", "memory"]
 
 moto_endpoint = s3server.moto_endpoint  # session fixture: one moto server for the storage tests
 
@@ -35,6 +35,10 @@ async def driver(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Stor
 
         endpoint = request.getfixturevalue("moto_endpoint")
         d = S3Driver.from_config(s3_config(endpoint, create_bucket(endpoint), prefix="reg/"))
+    elif request.param == "memory":
+        from storage.memory import MemoryDriver
+
+        d = MemoryDriver()
     else:  # pragma: no cover - extended by other drivers
         raise AssertionError(request.param)
     yield d
