@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.clients.image import _Layout
-from tests.e2e.conftest import Server, require, start_server
+from tests.e2e.conftest import Server, image, require, start_server, test_image  # noqa: F401  (fixtures)
 from tests.e2e.test_signatures import ALICE, CAROL, Env, cosign_sign, make_env, notation_setup, notation_sign
 from tests.s3server import free_port
 from tests.signatures.factory import RELEASE_DN
@@ -78,7 +78,7 @@ def push(e: Env, source: str, repo: str, *flags: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def upstream(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+def upstream(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:  # noqa: F811
     e = make_env(test_image, tmp_path_factory.mktemp("upstream"), token_auth=True, extra={"projects": {"src": {}}})
     try:
         addr = e.server.addr
@@ -186,8 +186,8 @@ def start_distribution(workdir: Path) -> Distribution:
 
 
 @pytest.fixture(scope="module")
-def distribution(upstream: Upstream, test_image: Path, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[Distribution]:
+def distribution(upstream: Upstream, test_image: Path,  # noqa: F811
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
     """distribution holding `crowd:v1` (the harness image), signed by `cosign sign` in its default (bundle)
     format: distribution has no referrers API, so cosign files it under the `sha256-<hex>` tag."""
     registry = start_distribution(tmp_path_factory.mktemp("distribution"))

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -21,13 +22,20 @@ from tests.proxy_e2e.conftest import COSIGN, NOTATION, Upstream, traces
 REFUSED = "The image is not signed by cosign."
 
 
-def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """skopeo with no credentials (the proxy's pulls are anonymous) and no shared auth file."""
-    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "REGISTRY_AUTH_FILE": "/dev/null"})
-    if check:
-        assert result.returncode == 0, f"skopeo {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result
+@pytest.fixture
+def skopeo(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """skopeo with an empty private auth file: only credentials on the command line count."""
+    authfile = tmp_path / "auth.json"
+    authfile.write_text("{}")
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "REGISTRY_AUTH_FILE": str(authfile)})
+        if check:
+            assert result.returncode == 0, f"skopeo {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    return run
 
 
 def revision(server: Server, repository: str, digest: str) -> Path:
@@ -36,14 +44,14 @@ def revision(server: Server, repository: str, digest: str) -> Path:
 
 
 def test_signed_image_through_the_proxy_to_cri_and_skopeo(upstream: Upstream, proxy, containerd: Containerd,  # noqa: F811
-                                                          tmp_path: Path) -> None:
+                                                          skopeo, tmp_path: Path) -> None:
     server = proxy(require_any=[COSIGN, NOTATION])
     plain_http(containerd, server.addr)
     amd64 = upstream.digest("AMD64_MANIFEST")
 
     # the kubelet's path: the tag resolves through the proxy, the image (its config) lands in containerd
     assert containerd.cri_pull(f"{server.addr}/hub/src/signed:v1") == upstream.digest("AMD64_CONFIG")
-    assert revision(server, "hub/src/signed", amd64).is_dir()
+    assert revision(server, "hub/src/signed", amd64).exists()
     # what was verified is kept with it: the cosign bundle, a referrer of the image
     with urllib.request.urlopen(f"{server.url}/v2/hub/src/signed/referrers/{amd64}", timeout=30) as resp:
         referrers = json.loads(resp.read())["manifests"]
@@ -56,10 +64,11 @@ def test_signed_image_through_the_proxy_to_cri_and_skopeo(upstream: Upstream, pr
     assert [m["digest"] for m in index["manifests"]] == [amd64]
     for blob in upstream.blobs():
         assert (out / "blobs" / "sha256" / blob[7:]).is_file()
-    assert revision(server, "hub/src/notarized", amd64).is_dir()
+    assert revision(server, "hub/src/notarized", amd64).exists()
 
 
-def test_unsigned_image_refused_to_cri_and_not_stored(upstream: Upstream, proxy, containerd: Containerd) -> None:  # noqa: F811
+def test_unsigned_image_refused_to_cri_and_not_stored(upstream: Upstream, proxy, skopeo,
+                                                      containerd: Containerd) -> None:  # noqa: F811
     server = proxy()
     plain_http(containerd, server.addr)
     with pytest.raises(grpc.RpcError) as refused:
@@ -79,7 +88,7 @@ def test_unsigned_image_refused_to_cri_and_not_stored(upstream: Upstream, proxy,
     assert present.stdout.strip() == upstream.unsigned
 
 
-def test_index_signed_once_admits_the_platform_manifest_containerd_fetches(upstream: Upstream, proxy,
+def test_index_signed_once_admits_the_platform_manifest_containerd_fetches(upstream: Upstream, proxy, skopeo,
                                                                            containerd: Containerd) -> None:  # noqa: F811
     server = proxy()
     plain_http(containerd, server.addr)
@@ -90,8 +99,8 @@ def test_index_signed_once_admits_the_platform_manifest_containerd_fetches(upstr
     assert sig.returncode != 0
 
     assert containerd.cri_pull(f"{server.addr}/hub/src/multi:v1") == upstream.digest("AMD64_CONFIG")
-    assert revision(server, "hub/src/multi", index).is_dir()
-    assert revision(server, "hub/src/multi", amd64).is_dir()
+    assert revision(server, "hub/src/multi", index).exists()
+    assert revision(server, "hub/src/multi", amd64).exists()
     # the platform manifest by digest is served (the index's verdict), to a client that asks for it alone
     raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{server.addr}/hub/src/multi@{amd64}")
     stored = upstream.env.image / "oci" / "blobs" / "sha256" / amd64[7:]
