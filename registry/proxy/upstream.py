@@ -236,7 +236,7 @@ class Upstream:
                                    {"Accept": MANIFEST_ACCEPT})
         if resp is None:
             return None
-        with resp:
+        async with resp:
             body = await read_bounded(resp, MAX_MANIFEST_SIZE, "manifest")
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             return body, media_type, resp.headers.get("Docker-Content-Digest")
@@ -254,7 +254,7 @@ class Upstream:
         resp = await self._checked("GET", f"/v2/{repository}/tags/list", repository)
         if resp is None:
             return None
-        with resp:
+        async with resp:
             try:
                 tags = json.loads(await read_bounded(resp, MAX_LISTING, "tags list")).get("tags") or []
             except (ValueError, AttributeError) as e:
@@ -270,7 +270,7 @@ class Upstream:
             return None
         if resp is None:
             return None
-        with resp:
+        async with resp:
             try:
                 doc = json.loads(await read_bounded(resp, MAX_MANIFEST_SIZE, "referrers"))
             except ValueError:
@@ -292,7 +292,7 @@ class Upstream:
         if resp is None:
             yield None
             return
-        with resp:
+        async with resp:
             yield resp
 
 

@@ -1,0 +1,108 @@
+"""The upstream client's protocol against a scripted upstream: redirects, 429, the token flow."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+
+from tests.proxy.conftest import http
+from tests.proxy.fake import FakeRegistry, error, sha256
+
+
+@pytest.fixture
+def fakes() -> Iterator[list[FakeRegistry]]:
+    started: list[FakeRegistry] = []
+    yield started
+    for fake in started:
+        fake.stop()
+
+
+def test_redirects_only_to_https_or_the_upstream_itself(fakes, proxy_server) -> None:
+    foreign = FakeRegistry()
+    config, layer = b'{"architecture":"amd64","os":"linux"}', b"layer bytes " * 100
+    foreign.blobs[sha256(layer)] = layer
+    fakes.append(foreign.start())
+
+    def redirect(request: web.Request) -> web.StreamResponse | None:
+        if request.path.endswith(f"/blobs/{sha256(config)}"):  # blob storage on the upstream's own host
+            raise web.HTTPTemporaryRedirect(f"/storage/{sha256(config)}")
+        if request.path.endswith(f"/blobs/{sha256(layer)}"):  # plain http on another host
+            raise web.HTTPTemporaryRedirect(f"{foreign.url}/v2/x/blobs/{sha256(layer)}")
+        if request.path.startswith("/storage/"):
+            return web.Response(body=config)
+        return None
+
+    upstream = FakeRegistry(redirect)
+    digest = upstream.add_image("v1", config, layer)
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False)
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
+    assert status == 200 and sha256(body) == digest
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(config)}")
+    assert status == 200 and body == config
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}")
+    assert status == 502 and "redirect" in json.loads(body)["errors"][0]["message"]
+    assert foreign.requests == []
+    assert http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}")[0] == 502  # nothing cached meanwhile
+
+
+def test_rate_limit_retried_then_surfaced_as_429(fakes, proxy_server) -> None:
+    def limited(request: web.Request) -> web.StreamResponse | None:
+        if "/manifests/" in request.path:
+            return error(429, "TOOMANYREQUESTS", {"Retry-After": "0"})
+        return None
+
+    upstream = FakeRegistry(limited)
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False)
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
+    assert status == 429 and json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert upstream.requests.count("GET /v2/team/app/manifests/v1") == 4  # retried, then surfaced
+
+
+def test_rate_limit_that_clears_is_absorbed(fakes, proxy_server) -> None:
+    answers = iter([error(429, "TOOMANYREQUESTS", {"Retry-After": "1"}),
+                    error(503, "UNAVAILABLE")])
+
+    def flaky(request: web.Request) -> web.StreamResponse | None:
+        return next(answers, None) if "/manifests/" in request.path else None
+
+    upstream = FakeRegistry(flaky)
+    upstream.add_image("v1", b"{}", b"layer")
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False)
+    assert http(f"{proxy.url}/v2/hub/team/app/manifests/v1")[0] == 200
+
+
+def test_token_flow_with_basic_credentials(fakes, proxy_server) -> None:
+    issued: list[str] = []
+    basic = "Basic " + base64.b64encode(b"mirror:s3cret").decode()
+
+    def token_auth(request: web.Request) -> web.StreamResponse | None:
+        if request.path == "/token":
+            if request.headers.get("Authorization") != basic:
+                return error(401, "UNAUTHORIZED")
+            assert request.query["scope"] == "repository:team/app:pull" and request.query["service"] == "fake"
+            issued.append(f"token-{len(issued)}")
+            return web.json_response({"token": issued[-1], "expires_in": 300})
+        if request.headers.get("Authorization") not in [f"Bearer {t}" for t in issued]:
+            challenge = (f'Bearer realm="http://127.0.0.1:{request.url.port}/token",service="fake",'
+                         'scope="repository:team/app:pull"')
+            return error(401, "UNAUTHORIZED", {"WWW-Authenticate": challenge})
+        return None
+
+    upstream = FakeRegistry(token_auth)
+    config, layer = b"{}", b"layer"
+    digest = upstream.add_image("v1", config, layer)
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False, username="mirror", password_env="UPSTREAM_PASSWORD",
+                         env={"UPSTREAM_PASSWORD": "s3cret"})
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
+    assert status == 200 and sha256(body) == digest
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}")
+    assert status == 200 and body == layer
+    assert issued == ["token-0"]  # one token, cached for its scope
