@@ -12,25 +12,23 @@ with skopeo and signed with the real cosign and notation; a proxy trustreg in fr
 - `proxy(...)` starts a trustreg whose project `hub` proxies the upstream as carol (`username` and
   `password_env`), enforcing `cosign` (trust root `ci`) or `notation` (trust root `corp`); anonymous
   pulls; fresh storage per server.
+- `distribution` (module scope): distribution 2.8.2 holding `crowd:v1`, cosign-signed (bundle format).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.clients.image import _Layout
+from tests.clients.image import TestImage, _Layout
 from tests.e2e.conftest import Server, image, require, start_server, test_image  # noqa: F401  (fixtures)
 from tests.e2e.test_signatures import ALICE, CAROL, Env, cosign_sign, make_env, notation_setup, notation_sign
+from tests.proxy.conftest import Upstream as Distribution
 from tests.s3server import free_port
 from tests.signatures.factory import RELEASE_DN
 
@@ -133,68 +131,19 @@ def proxy(upstream: Upstream, tmp_path: Path) -> Iterator[Callable[..., Server]]
         s.stop()
 
 
-@dataclass
-class Distribution:
-    """distribution 2.8.2 (Debian `docker-registry`): no auth, no referrers API, access log on stderr."""
-
-    proc: subprocess.Popen
-    port: int
-    log_path: Path
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.addr}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_distribution(workdir: Path) -> Distribution:
-    require("docker-registry")
-    port = free_port()
-    config = {"version": 0.1, "log": {"level": "info"},
-              "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}, "delete": {"enabled": True}},
-              "http": {"addr": f"127.0.0.1:{port}"}}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    log_path = workdir / "distribution.log"
-    proc = subprocess.Popen(["docker-registry", "serve", str(workdir / "config.yaml")], stdout=log_path.open("wb"),
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    registry = Distribution(proc, port, log_path)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{registry.url}/v2/", timeout=2):
-                return registry
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                registry.stop()
-                raise RuntimeError(f"docker-registry did not start:\n{registry.log()}") from None
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
-def distribution(upstream: Upstream, test_image: Path,  # noqa: F811
+def distribution(upstream: Upstream, image: TestImage,  # noqa: F811
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
-    """distribution holding `crowd:v1` (the harness image), signed by `cosign sign` in its default (bundle)
-    format: distribution has no referrers API, so cosign files it under the `sha256-<hex>` tag."""
-    registry = start_distribution(tmp_path_factory.mktemp("distribution"))
+    """distribution 2.8.2 (tests/proxy's `Upstream`: no auth, no referrers API, access log on) holding
+    `crowd:v1` (the harness image), signed by `cosign sign` in its default (bundle) format: with no
+    referrers API there, cosign files it under the `sha256-<hex>` tag."""
+    require("docker-registry")
+    workdir = tmp_path_factory.mktemp("distribution")
+    registry = Distribution(f"127.0.0.1:{free_port()}", workdir / "data", workdir, None)
+    registry.start()
     try:
-        e = upstream.env
-        e.run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{test_image}/oci:v1", f"docker://{registry.addr}/crowd:v1")
-        cosign_sign(e, "ci", f"{registry.addr}/crowd@{e.digests['AMD64_MANIFEST']}")
+        registry.push(image, "crowd")
+        cosign_sign(upstream.env, "ci", f"{registry.addr}/crowd@{image.amd64_manifest}")
         yield registry
     finally:
         registry.stop()

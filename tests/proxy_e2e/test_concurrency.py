@@ -85,11 +85,11 @@ def test_fifty_pulls_of_an_uncached_image_fetch_each_object_once(upstream: Upstr
 def test_fifty_pulls_through_distribution(upstream: Upstream, distribution: Distribution, proxy,
                                           enforced: bool) -> None:
     server = proxy(url=distribution.url, enforce=enforced)  # coalescing does not depend on the gate
-    mark = len(distribution.log())
+    mark = len(distribution.access_log())
     results = asyncio.run(crowd(server.url, "hub/crowd"))
     amd64 = upstream.digest("AMD64_MANIFEST")
     assert {digest for digest, _ in results} == {amd64}
-    counts = fetched(distribution.log()[mark:], "/v2/crowd/")
+    counts = fetched(distribution.access_log()[mark:], "/v2/crowd/")
     assert_each_fetched_once(counts, "/v2/crowd", upstream.blobs())
     if enforced:  # no referrers API there: the cosign bundle came through the `sha256-<hex>` tag schema
         assert counts[("GET", f"/v2/crowd/manifests/{amd64.replace(':', '-')}")] == 1, counts
