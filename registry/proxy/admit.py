@@ -32,6 +32,7 @@ from trust.sources.artifacts import MAX_CANDIDATES, MAX_SIGNATURE_BLOB, manifest
 
 log = logging.getLogger("trustreg.proxy")
 MAX_CHILDREN = 128
+MAX_ADMISSION_BYTES = 32 * 1024 * 1024  # everything one admission holds in memory
 
 
 @dataclass
@@ -71,6 +72,13 @@ class Admission:
     children: list[Fetched] = field(default_factory=list)
     signatures: list[Fetched] = field(default_factory=list)
     small_blobs: dict[Digest, bytes] = field(default_factory=dict)
+    size: int = 0  # bytes held so far (bounded by MAX_ADMISSION_BYTES)
+
+    def charge(self, size: int) -> None:
+        """Count `size` more bytes held in memory; an upstream that makes us hold too much is refused."""
+        self.size += size
+        if self.size > MAX_ADMISSION_BYTES:
+            raise UpstreamInvalidError(f"manifest, children and signatures exceed {MAX_ADMISSION_BYTES} bytes")
 
     def blob_sizes(self) -> dict[Digest, int]:
         """Blobs of the image (and its children) a client may fetch through the proxy once admitted."""
@@ -127,14 +135,18 @@ class Admitter:
         if fetched is None:
             return None
         admission = Admission(fetched)
+        admission.charge(len(fetched.body))
         if len(fetched.parsed.children) > MAX_CHILDREN:
             raise UpstreamInvalidError(f"index lists more than {MAX_CHILDREN} manifests")
         for child in fetched.parsed.children:
             got = await fetch_manifest(self.upstream, repository, str(child))
             if got is None:
                 raise UpstreamInvalidError(f"index child {child} is missing upstream")
+            admission.charge(len(got.body))
             admission.children.append(got)
-        if self.enforced(name):
+            if signature_kind(manifest_doc(got.manifest)) is not None:  # the referrers tag schema's index
+                await self._small_blobs(admission, repository, got)
+        if self.enforced(name):  # an unenforced project fetches signatures only when they are asked for
             await self._signatures(admission, repository)
             if signature_kind(manifest_doc(fetched.manifest)) is not None:  # a signature asked for itself
                 await self._small_blobs(admission, repository, fetched)
@@ -146,12 +158,14 @@ class Admitter:
         for suffix in (".sig", ".att"):
             legacy = await fetch_manifest(self.upstream, repository, tag_for(subject, suffix))
             if legacy is not None:
+                admission.charge(len(legacy.body))
                 found.setdefault(legacy.digest, legacy).tags.extend(t for t in legacy.tags if t not in
                                                                    found[legacy.digest].tags)
         listed = await self.upstream.referrers(repository, subject)
         if listed is None:  # no referrers API: the referrers tag schema
             index = await fetch_manifest(self.upstream, repository, tag_for(subject))
             if index is not None and index.parsed.children:
+                admission.charge(len(index.body))
                 found.setdefault(index.digest, index)
                 listed = [{"digest": str(d)} for d in index.parsed.children]
         for entry in (listed or [])[:MAX_CANDIDATES]:
@@ -162,18 +176,25 @@ class Admitter:
             if digest in found:
                 continue
             referrer = await fetch_manifest(self.upstream, repository, str(digest))
+            if referrer is not None:
+                admission.charge(len(referrer.body))
             if referrer is None or referrer.parsed.subject is None:
                 continue
             if referrer.parsed.subject.get("digest") != str(subject):  # somebody else's referrer
                 continue
             found[digest] = referrer
         for artifact in found.values():
+            # only what a signature source can read: a runnable image posing as a referrer is left out
+            is_index = bool(artifact.parsed.children)
+            if not is_index and signature_kind(manifest_doc(artifact.manifest)) is None:
+                continue
             if await self._small_blobs(admission, repository, artifact):
                 admission.signatures.append(artifact)
 
     async def _small_blobs(self, admission: Admission, repository: str, artifact: Fetched) -> bool:
         """Fetch an artifact's blobs (each digest-checked, at most MAX_SIGNATURE_BLOB); False if one is
         missing or too large (the artifact is then left out: the gate decides without it)."""
+        blobs: dict[Digest, bytes] = {}
         for digest in artifact.parsed.blobs:
             if digest in admission.small_blobs:
                 continue
@@ -186,7 +207,9 @@ class Admitter:
                 return False
             if Digest.of(data, digest.algorithm) != digest:
                 raise UpstreamInvalidError(f"blob {digest} does not match its digest")
-            admission.small_blobs[digest] = data
+            admission.charge(len(data))
+            blobs[digest] = data
+        admission.small_blobs.update(blobs)
         return True
 
     async def judge(self, name: str, tag: str | None, admission: Admission) -> Verdict:

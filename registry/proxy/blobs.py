@@ -73,6 +73,10 @@ class BlobFetcher:
         size = await self.records.blob_size(name, digest)
         if size is None:
             return None  # referenced by no admitted manifest: never fetched (404 from the store)
+        if await self.store.blob_exists_globally(digest) is not None:  # content-addressed, verified when stored
+            await self.store.link_blob(name, digest)
+            project.count("blob", "hit")
+            return None
         project.count("blob", "miss")
         key = ("blob", name, str(digest))
         lead = request.method == "GET" and "Range" not in request.headers and not self.flights.running(key)

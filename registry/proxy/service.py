@@ -166,7 +166,7 @@ class ProxyService:
             child(PROXY_REFUSALS, project.config.project).inc()
             log.warning("proxy %s: refused %s (%s), not stored: %s", project.config.project,
                         self._upstream_ref(project, name, reference), digest, verdict.reason)
-            if tag is not None:
+            if tag is not None and await self.records.tag(name, tag) is not None:  # a cached tag moved upstream
                 await self._forget_tag(name, tag)
                 await self.records.set_tag(name, tag, TagRecord(
                     str(digest), self.clock(), self._upstream_ref(project, name, tag), verdict.reason, refused=True))

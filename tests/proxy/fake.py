@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,18 +37,22 @@ class FakeRegistry:
     """Serves `manifests` (reference -> body) and `blobs` (digest -> body) of any repository; `hook`
     may answer a request first (return a response) and sees every request; `requests` lists them."""
 
-    def __init__(self, hook: Callable[[web.Request], web.StreamResponse | None] | None = None) -> None:
+    def __init__(self, hook: Callable[[web.Request], web.StreamResponse | None] | None = None,
+                 tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.manifests: dict[str, bytes] = {}
         self.blobs: dict[str, bytes] = {}
         self.hook = hook
+        self.tls = tls
+        self.host = host
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def add_image(self, tag: str, config: bytes, layer: bytes) -> str:
         body = image(config, layer)
@@ -58,6 +63,7 @@ class FakeRegistry:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path}")
+        self.authorizations.append(request.headers.get("Authorization"))
         if self.hook is not None and (answer := self.hook(request)) is not None:
             return answer
         parts = request.path.split("/")
@@ -80,7 +86,8 @@ class FakeRegistry:
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls)
+            self._loop.run_until_complete(site.start())
             ready.set()
             self._loop.run_forever()
 

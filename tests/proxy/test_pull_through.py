@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.clients.image import TestImage
-from tests.proxy.conftest import http, run, storage_files
+from tests.proxy.conftest import COSIGN_FLAGS, http, run, storage_files, tool
 
 
 def skopeo_pull(ref: str, out: Path, check: bool = True):  # type: ignore[no-untyped-def]
@@ -31,6 +31,45 @@ def test_signed_image_pulled_through_the_proxy(upstream_registry, proxy_server, 
     assert status == 200 and headers["X-Trustreg-Proxy"] == "hit" and body == manifest
     files = storage_files(proxy)
     assert any(f.endswith("_manifests/tags/v1") for f in files)
+    # the real cosign verifies through the proxy (the signature was stored with the image)
+    run(tool("cosign"), "verify", "--key", str(publisher.public_key), "--insecure-ignore-tlog=true", *COSIGN_FLAGS,
+        f"{proxy.addr}/hub/team/app:v1", env={"HOME": str(tmp_path)})
+    # the tags list is the upstream's; metrics count hits and misses
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/tags/list")
+    assert status == 200 and "v1" in json.loads(body)["tags"]
+    metrics = http(f"{proxy.url}/metrics")[2].decode()
+    assert 'trustreg_proxy_requests_total{kind="manifest",project="hub",result="hit"}' in metrics
+    assert 'trustreg_proxy_requests_total{kind="blob",project="hub",result="miss"}' in metrics
+
+
+def test_head_by_tag_on_a_cold_cache(upstream_registry, proxy_server, publisher, image: TestImage) -> None:
+    """containerd resolves a tag with HEAD first: that admits the image too."""
+    upstream = upstream_registry()
+    digest = upstream.push(image, "team/app")
+    publisher.sign(upstream, "team/app", digest)
+    proxy = proxy_server(upstream.url)
+    status, headers, _ = http(f"{proxy.url}/v2/hub/team/app/manifests/v1", "HEAD")
+    assert status == 200 and headers["Docker-Content-Digest"] == digest and headers["X-Trustreg-Proxy"] == "miss"
+    unsigned = upstream.push(image, "team/unsigned", ref="v1-arm64")
+    status, _, _ = http(f"{proxy.url}/v2/hub/team/unsigned/manifests/v1", "HEAD")
+    assert status == 412
+    assert not [f for f in storage_files(proxy) if unsigned.removeprefix("sha256:") in f or "team/unsigned" in f]
+
+
+def test_image_posing_as_its_own_signature_refused(upstream_registry, proxy_server, publisher,
+                                                   image: TestImage) -> None:
+    """An unsigned image tagged `sha256-<hex>.sig` (its own digest) is no signature: neither the image
+    nor that tag is admitted, and none of its blobs is fetched."""
+    upstream = upstream_registry()
+    digest = upstream.push(image, "team/app")
+    upstream.push(image, "team/app", tag=f"sha256-{digest.removeprefix('sha256:')}.sig")
+    proxy = proxy_server(upstream.url)
+    before = len(upstream.access_log())
+    for ref in ("v1", f"sha256-{digest.removeprefix('sha256:')}.sig", digest):
+        status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/{ref}")
+        assert status == 412, (ref, body)
+    assert "/blobs/" not in upstream.access_log()[before:]
+    assert not [f for f in storage_files(proxy) if "/_manifests/" in f or f.startswith("blobs/")]
 
 
 def test_unsigned_image_refused_and_not_stored(upstream_registry, proxy_server, publisher, image: TestImage,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -106,3 +108,36 @@ def test_token_flow_with_basic_credentials(fakes, proxy_server) -> None:
     status, _, body = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}")
     assert status == 200 and body == layer
     assert issued == ["token-0"]  # one token, cached for its scope
+
+
+def test_tls_upstream_with_its_ca_and_credentials_kept_on_its_host(fakes, proxy_server, certs: Path) -> None:
+    """`ca` trusts the upstream's CA; a redirect to blob storage on another https host is followed
+    without the upstream's credentials."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(certs / "server.crt", certs / "server.key")
+    storage = FakeRegistry(tls=tls, host="localhost")  # another host (the certificate names both)
+    config, layer = b"{}", b"layer on blob storage"
+    storage.blobs[sha256(layer)] = layer
+    fakes.append(storage.start())
+
+    def basic_and_redirect(request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("Authorization") != "Basic " + base64.b64encode(b"mirror:pw").decode():
+            return error(401, "UNAUTHORIZED", {"WWW-Authenticate": 'Basic realm="upstream"'})
+        if request.path.endswith(f"/blobs/{sha256(layer)}"):
+            raise web.HTTPTemporaryRedirect(f"{storage.url}/v2/x/blobs/{sha256(layer)}")
+        return None
+
+    upstream = FakeRegistry(basic_and_redirect, tls=tls)
+    digest = upstream.add_image("v1", config, layer)
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False, ca=str(certs / "ca.crt"), username="mirror",
+                         password_env="MIRROR_PW", env={"MIRROR_PW": "pw"})
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
+    assert status == 200 and sha256(body) == digest
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}")
+    assert status == 200 and body == layer
+    assert storage.requests == [f"GET /v2/x/blobs/{sha256(layer)}"] and storage.authorizations == [None]
+    # without the CA the upstream's certificate is not trusted: unavailable, not a 500
+    untrusting = proxy_server(upstream.url, enforce=False)
+    status, _, body = http(f"{untrusting.url}/v2/hub/team/app/manifests/v1")
+    assert status == 503 and "unreachable" in json.loads(body)["errors"][0]["message"]

@@ -58,6 +58,9 @@ def test_tag_moved_upstream_to_unsigned_refused_after_ttl(upstream_registry, pro
     assert result.returncode != 0 and "not signed by cosign" in result.stderr
     status, _, _ = http(f"{proxy.url}/v2/hub/team/app/manifests/{unsigned}")
     assert status == 412
+    record = json.loads((proxy.workdir / "data/repositories/hub/team/app/_proxy/tags/v1").read_text())
+    assert record["refused"] and record["digest"] == unsigned and "no signature found" in record["verdict"]
+    assert record["upstream"] == f"{upstream.url}/team/app:v1"
     # the signed manifest stays available by digest
     status, _, _ = http(f"{proxy.url}/v2/hub/team/app/manifests/{signed}")
     assert status == 200
