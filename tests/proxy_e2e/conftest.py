@@ -40,6 +40,7 @@ class Upstream:
     """The populated upstream trustreg and the digests of what it holds."""
 
     env: Env
+    unsigned_layout: Path  # the OCI layout holding the unsigned image (`v1`)
     unsigned: str  # manifest digest of src/unsigned:v1
     unsigned_blobs: list[str]  # its config and layer digests
 
@@ -92,7 +93,7 @@ def upstream(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         cosign_sign(e, "ci", f"{addr}/src/crowd@{amd64}", "--new-bundle-format=false")
         cosign_sign(e, "ci", f"{addr}/src/multi@{index}", "--new-bundle-format=false")
         notation_sign(e, "release", f"{addr}/src/notarized@{amd64}")
-        yield Upstream(e, unsigned, unsigned_blobs)
+        yield Upstream(e, layout, unsigned, unsigned_blobs)
     finally:
         e.server.stop()
 

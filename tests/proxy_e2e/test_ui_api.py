@@ -9,11 +9,12 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Server
-from tests.e2e.test_signatures import CAROL
-from tests.proxy_e2e.conftest import Upstream
+from tests.e2e.test_signatures import CAROL, cosign_sign
+from tests.proxy_e2e.conftest import Upstream, push
 
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 
@@ -38,17 +39,21 @@ def when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_api_and_ui_show_the_proxy_and_each_cached_tag(upstream: Upstream, proxy) -> None:
+def test_api_and_ui_show_the_proxy_and_each_cached_tag(upstream: Upstream, proxy, test_image: Path) -> None:
     server = proxy(tag_ttl=1)
     amd64 = upstream.digest("AMD64_MANIFEST")
     before = datetime.now(UTC).replace(microsecond=0)
     assert get(server, "/v2/hub/src/signed/manifests/v1", ACCEPT)[0] == 200
-    assert get(server, "/v2/hub/src/unsigned/manifests/v1", ACCEPT)[0] == 412
+    # src/moving:v1 is cached while signed, then moved upstream to the unsigned image
+    push(upstream.env, f"oci:{test_image}/oci:v1", "src/moving")
+    cosign_sign(upstream.env, "ci", f"{upstream.server.addr}/src/moving@{amd64}")
+    assert get(server, "/v2/hub/src/moving/manifests/v1", ACCEPT)[0] == 200
+    push(upstream.env, f"oci:{upstream.unsigned_layout}:v1", "src/moving")
 
     projects = {p["name"]: p for p in api(server, "/projects")}
     assert projects["hub"]["proxy"] == {"url": upstream.server.url, "tag_ttl": 1}
     assert "proxy" not in projects["local"]
-    assert projects["hub"]["repositories"] == ["hub/src/signed"]  # the refused image is not in the catalog
+    assert projects["hub"]["repositories"] == ["hub/src/moving", "hub/src/signed"]
 
     [report] = api(server, "/repositories/hub/src/signed/tags")
     assert report["tag"] == "v1" and report["digest"] == amd64
@@ -68,13 +73,14 @@ def test_api_and_ui_show_the_proxy_and_each_cached_tag(upstream: Upstream, proxy
     again = api(server, "/repositories/hub/src/signed/tags/v1")["proxy"]
     assert when(again["resolved"]) >= first + timedelta(seconds=2) and again["verdict"] == "accepted"
 
-    # the refused tag: not cached, but its last resolution and the gate's reason are shown
-    assert api(server, "/repositories/hub/src/unsigned/tags") == []
-    listing = api(server, "/repositories/hub/src/unsigned/proxy")
+    # the moved tag, once re-resolved: refused, no longer cached, its last resolution and reason shown
+    assert get(server, "/v2/hub/src/moving/manifests/v1", ACCEPT)[0] == 412
+    assert api(server, "/repositories/hub/src/moving/tags") == []
+    listing = api(server, "/repositories/hub/src/moving/proxy")
     assert listing["proxy"] == projects["hub"]["proxy"]
     [refused] = listing["refused"]
     assert refused["tag"] == "v1" and refused["digest"] == upstream.unsigned and refused["refused"] is True
-    assert refused["upstream"] == f"{upstream.server.url}/src/unsigned:v1"
+    assert refused["upstream"] == f"{upstream.server.url}/src/moving:v1"
     assert "no signature found" in refused["verdict"]
     assert api(server, "/repositories/hub/src/signed/proxy")["refused"] == []
     status, body = get(server, "/api/v1/repositories/local/app/proxy")
@@ -89,8 +95,8 @@ def test_api_and_ui_show_the_proxy_and_each_cached_tag(upstream: Upstream, proxy
     row = page.split('data-tag="v1"', 1)[1].split("</tr>", 1)[0]
     assert f"{upstream.server.url}/src/signed:v1" in row and 'verdict">accepted' in row
     assert again["resolved"] in row
-    refused_page = get(server, "/ui/repositories/hub/src/unsigned")[1].decode()
+    refused_page = get(server, "/ui/repositories/hub/src/moving")[1].decode()
     table = refused_page.split('id="refused"', 1)[1]
-    assert "src/unsigned:v1" in table and "no signature found" in table
+    assert "src/moving:v1" in table and "no signature found" in table
     for text in (index, page, refused_page):
         assert CAROL[0] not in text and CAROL[1] not in text
