@@ -17,6 +17,7 @@ import pytest
 from tests.e2e.conftest import Server
 from tests.e2e.conftest_containerd import Containerd, containerd  # noqa: F401  (fixture)
 from tests.e2e.test_keyless import plain_http
+from tests.e2e.test_signatures import CAROL
 from tests.proxy_e2e.conftest import COSIGN, NOTATION, Upstream, traces
 
 REFUSED = "The image is not signed by cosign."
@@ -65,6 +66,7 @@ def test_signed_image_through_the_proxy_to_cri_and_skopeo(upstream: Upstream, pr
     for blob in upstream.blobs():
         assert (out / "blobs" / "sha256" / blob[7:]).is_file()
     assert revision(server, "hub/src/notarized", amd64).exists()
+    assert CAROL[1] not in server.log()  # the upstream password, from password_env, is never logged
 
 
 def test_unsigned_image_refused_to_cri_and_not_stored(upstream: Upstream, proxy, skopeo,
@@ -83,7 +85,7 @@ def test_unsigned_image_refused_to_cri_and_not_stored(upstream: Upstream, proxy,
     assert not (server.workdir / "data" / "repositories" / "hub" / "src" / "unsigned" / "_manifests" / "tags"
                 / "v1").exists()
     # ...while the upstream does hold it (the refusal is the proxy's)
-    present = skopeo("inspect", "--tls-verify=false", "--creds", "carol:carol-sig-e2e", "--format",
+    present = skopeo("inspect", "--tls-verify=false", "--creds", ":".join(CAROL), "--format",
                      "{{.Digest}}", f"docker://{upstream.server.addr}/src/unsigned:v1")
     assert present.stdout.strip() == upstream.unsigned
 
@@ -94,7 +96,7 @@ def test_index_signed_once_admits_the_platform_manifest_containerd_fetches(upstr
     plain_http(containerd, server.addr)
     amd64, index = upstream.digest("AMD64_MANIFEST"), upstream.digest("INDEX_DIGEST")
     # upstream, only the index carries a signature: nothing refers to the platform manifest
-    sig = skopeo("inspect", "--raw", "--tls-verify=false", "--creds", "carol:carol-sig-e2e",
+    sig = skopeo("inspect", "--raw", "--tls-verify=false", "--creds", ":".join(CAROL),
                  f"docker://{upstream.server.addr}/src/multi:{amd64.replace(':', '-')}.sig", check=False)
     assert sig.returncode != 0
 
