@@ -11,7 +11,7 @@ from registry.manifests import MAX_MANIFEST_SIZE, ManifestInvalidError, parse_ma
 from registry.proxy.service import PROXY
 from registry.quota import accountant
 from storage.references import Digest, is_digest, is_valid_tag
-from storage.store import Manifest, RegistryStore, TagExistsError
+from storage.store import Manifest, ManifestUnknownError, RegistryStore, TagExistsError
 
 MANIFEST_GATE = web.AppKey("manifest_gate", object)
 TAG_MOVES = web.AppKey("tag_moves", object)  # registry.tag_moves: warns when a push moves a signed tag
@@ -51,8 +51,15 @@ async def _fetch(request: web.Request) -> tuple[Manifest, dict[str, str]]:
     name = repo_name(request)
     tag, digest = _reference(request)
     proxy = request.app.get(PROXY)
-    extra = await proxy.manifest(name, tag, digest) if proxy is not None else {}  # fetched and admitted
-    manifest = await _resolve(store(request), name, tag, digest)
+    extra = await proxy.tag(name, tag) if proxy is not None and tag is not None else {}  # within tag_ttl
+    try:
+        manifest = await _resolve(store(request), name, tag, digest)
+        if proxy is not None and digest is not None:
+            extra = proxy.hit(name)
+    except ManifestUnknownError:
+        if proxy is None or digest is None or (extra := await proxy.missing_digest(name, digest)) is None:
+            raise
+        manifest = await _resolve(store(request), name, tag, digest)  # admitted from the upstream
     gate = request.app.get(MANIFEST_GATE)
     if gate is not None:
         await gate(request, name, tag, manifest)  # raises RegistryError (412) to refuse

@@ -32,6 +32,7 @@ from trust.sources.artifacts import MAX_CANDIDATES, MAX_SIGNATURE_BLOB, manifest
 
 log = logging.getLogger("trustreg.proxy")
 MAX_CHILDREN = 128
+GENERIC_TYPES = ("", "application/json", "text/plain", "application/octet-stream")
 MAX_ADMISSION_BYTES = 32 * 1024 * 1024  # everything one admission holds in memory
 
 
@@ -98,8 +99,9 @@ def verified(body: bytes, media_type: str, expected: Digest | None, header: str 
     if claimed is not None and actual != claimed:
         raise UpstreamInvalidError(f"{what}: content has digest {actual}, not {claimed}",
                                    {"expected": str(claimed), "actual": str(actual)})
+    declared = None if media_type in GENERIC_TYPES else media_type  # then the document's own mediaType
     try:
-        parsed = parse_manifest(body, media_type or None)
+        parsed = parse_manifest(body, declared)
     except ManifestInvalidError as e:
         raise UpstreamInvalidError(f"{what}: {e}") from e
     return Fetched(actual, parsed.media_type, body, parsed)

@@ -4,7 +4,8 @@
   does a cached digest contact the upstream.
 - Manifests by tag: served from the cache for `tag_ttl` seconds after the tag's last resolution;
   then re-resolved (HEAD upstream): unchanged refreshes the resolution, moved admits the new manifest
-  (a refusal answers 412 and removes the local tag), gone upstream removes it (404). When the upstream
+  (a refusal answers 412, removes the local tag and records the refusal; a tag never admitted leaves
+  no trace), gone upstream removes it (404). When the upstream
   is unavailable (unreachable, 5xx, 429 after retries) a cached tag is served stale, and said so.
 - Concurrent misses of one manifest share one upstream fetch (registry.proxy.flights).
 - Writes of any kind into a proxy project are refused with UNSUPPORTED (405, as distribution's own
@@ -36,6 +37,10 @@ from trust.policy import PolicyHolder
 
 log = logging.getLogger("trustreg.proxy")
 STALE_HEADERS = {"Warning": '110 - "Response is stale"', "X-Trustreg-Proxy": "stale"}
+HIT = {"X-Trustreg-Proxy": "hit"}
+MISS = {"X-Trustreg-Proxy": "miss"}
+MAX_FRESH = 100_000
+STALE_RETRY = 10.0  # seconds a tag served stale is served so without asking the upstream again
 READS = ("GET", "HEAD")
 
 
@@ -63,6 +68,8 @@ class ProxyService:
         self.flights = Flights()
         self.clock = clock
         self.blobs = BlobFetcher(store, self.records, self.flights)
+        self._fresh: dict[tuple[str, str], float] = {}  # (name, tag) -> until when its resolution holds
+        self._stale: dict[tuple[str, str], float] = {}  # (name, tag) -> until when it is served stale unasked
 
     def project(self, name: str) -> ProjectProxy | None:
         config = proxy_for(self.configs, name)
@@ -89,26 +96,48 @@ class ProxyService:
             raise
 
     # --- manifests -----------------------------------------------------------------------------
-    async def manifest(self, name: str, tag: str | None, digest: Digest | None) -> dict[str, str]:
-        """Make the manifest available locally (or fail); headers to add to the answer."""
+    def hit(self, name: str) -> dict[str, str]:
+        """Count a manifest served from the cache without any upstream question (by digest)."""
         project = self.project(name)
         if project is None:
             return {}
-        if digest is not None:
-            if await self.store.has_manifest(name, digest):
-                project.count("manifest", "hit")
-                return {"X-Trustreg-Proxy": "hit"}
-            project.count("manifest", "miss")
-            await self.flights.run(("manifest", name, str(digest)),
-                                   lambda: self._guard(project, lambda: self._admit(project, name, None, str(digest))))
-            return {"X-Trustreg-Proxy": "miss"}
-        assert tag is not None
+        project.count("manifest", "hit")
+        return HIT
+
+    async def missing_digest(self, name: str, digest: Digest) -> dict[str, str] | None:
+        """A manifest by digest the cache lacks: admitted from the upstream (or an error); None if
+        `name` is not in a proxy project. Cached digests never reach this (they never expire)."""
+        project = self.project(name)
+        if project is None:
+            return None
+        project.count("manifest", "miss")
+        await self.flights.run(("manifest", name, str(digest)),
+                               lambda: self._guard(project, lambda: self._admit(project, name, None, str(digest))))
+        return MISS
+
+    async def tag(self, name: str, tag: str) -> dict[str, str]:
+        """Make the tag's manifest available locally within `tag_ttl` (or fail); headers to add."""
+        project = self.project(name)
+        if project is None:
+            return {}
+        key = (name, tag)
+        fresh = self._fresh.get(key)
+        now = self.clock()
+        if fresh is not None and now < fresh:  # resolved recently (this process saw the record)
+            project.count("manifest", "hit")
+            return HIT
+        if self._stale.get(key, 0.0) > now:  # the upstream failed moments ago: not asked again yet
+            project.count("manifest", "stale")
+            return dict(STALE_HEADERS)
         local = await self._local_tag(name, tag)
         record = await self.records.tag(name, tag)
         if (local is not None and record is not None and not record.refused and record.digest == str(local)
-                and self.clock() - record.resolved < project.config.tag_ttl):
+                and now - record.resolved < project.config.tag_ttl):
+            self._remember(key, record.resolved + project.config.tag_ttl)
             project.count("manifest", "hit")
-            return {"X-Trustreg-Proxy": "hit"}
+            return HIT
+        self._fresh.pop(key, None)
+        self._stale.pop(key, None)
         try:
             await self.flights.run(("tag", name, tag),
                                    lambda: self._guard(project, lambda: self._resolve(project, name, tag, local)))
@@ -119,9 +148,17 @@ class ProxyService:
             project.count("manifest", "stale")
             log.warning("proxy %s: serving %s:%s stale (%s) as the upstream is unavailable: %s",
                         project.config.project, name, tag, local, e.message)
+            self._stale[key] = now + min(project.config.tag_ttl, STALE_RETRY)
+            if len(self._stale) > MAX_FRESH:
+                self._stale.pop(next(iter(self._stale)))
             return dict(STALE_HEADERS)
         project.count("manifest", "miss")
-        return {"X-Trustreg-Proxy": "miss"}
+        return MISS
+
+    def _remember(self, key: tuple[str, str], until: float) -> None:
+        self._fresh[key] = until
+        if len(self._fresh) > MAX_FRESH:
+            self._fresh.pop(next(iter(self._fresh)))
 
     async def _local_tag(self, name: str, tag: str) -> Digest | None:
         try:
@@ -145,6 +182,7 @@ class ProxyService:
             if current == str(local):
                 record = TagRecord(str(local), self.clock(), self._upstream_ref(project, name, tag))
                 await self.records.set_tag(name, tag, record)
+                self._remember((name, tag), record.resolved + project.config.tag_ttl)
                 return
         await self._admit(project, name, tag, tag)
 
@@ -177,8 +215,13 @@ class ProxyService:
 
         await store_admission(self.store, name, admission, mark)
         if tag is not None:
-            await self.records.set_tag(name, tag, TagRecord(str(digest), self.clock(),
-                                                            self._upstream_ref(project, name, tag)))
+            record = TagRecord(str(digest), self.clock(), self._upstream_ref(project, name, tag))
+            await self.records.set_tag(name, tag, record)
+            self._remember((name, tag), record.resolved + project.config.tag_ttl)
+
+    async def tag_record(self, name: str, tag: str) -> TagRecord | None:
+        """For inspection (UI, /api/v1): the tag's last resolution upstream, when, and the verdict."""
+        return await self.records.tag(name, tag) if self.project(name) is not None else None
 
     # --- blobs, tags, referrers ----------------------------------------------------------------
     async def blob(self, request: web.Request, name: str, digest: Digest) -> web.StreamResponse | None:
@@ -208,7 +251,7 @@ class ProxyService:
         if self.project(name) is None or await self.store.has_manifest(name, subject):
             return
         try:
-            await self.manifest(name, None, subject)
+            await self.missing_digest(name, subject)
         except RegistryError:  # refused, unknown or unavailable: the listing is the cache's (empty)
             pass
 

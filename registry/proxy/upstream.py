@@ -93,11 +93,13 @@ class _Token:
 class Upstream:
     """One upstream registry, as configured; one aiohttp session (closed by `close`)."""
 
-    def __init__(self, config: ProxyConfig, timeout: float = 30.0) -> None:
+    def __init__(self, config: ProxyConfig, connect_timeout: float = 10.0, read_timeout: float = 30.0) -> None:
         self.config = config
         self._tokens: dict[str, _Token] = {}
+        self._challenge: Challenge | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
+                                              sock_read=read_timeout)
         self._ssl: ssl.SSLContext | bool = True
         if config.ca is not None:
             self._ssl = ssl.create_default_context(cafile=config.ca)
@@ -158,7 +160,11 @@ class Upstream:
         if challenge.scheme == "basic":
             basic = self._basic()
             return basic.encode() if basic is not None else None
-        return f"Bearer {await self._token(challenge, f'repository:{repository}:pull')}"
+        return f"Bearer {await self._token(challenge, self._scope(repository))}"
+
+    @staticmethod
+    def _scope(repository: str) -> str:
+        return f"repository:{repository}:pull"
 
     # --- requests ------------------------------------------------------------------------------
     async def _once(self, method: str, path: str, repository: str, headers: dict[str, str],
@@ -184,16 +190,18 @@ class Upstream:
                       headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
         """The upstream's answer (caller releases it); auth and retries done, 429 surfaced."""
         headers = headers or {}
-        challenge: Challenge | None = None
-        waited = 0.0
+        challenge = self._challenge  # the upstream's last challenge: answered up front (a cached token)
+        waited, answered = 0.0, False
         try:
             for attempt in range(MAX_ATTEMPTS):
                 resp = await self._once(method, path, repository, headers, challenge)
-                if resp.status == 401 and challenge is None:
-                    challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
-                    if challenge is not None and (challenge.scheme == "bearer" or self._basic() is not None):
-                        resp.release()
-                        resp = await self._once(method, path, repository, headers, challenge)
+                fresh = parse_challenge(resp.headers.get("WWW-Authenticate")) if resp.status == 401 else None
+                if fresh is not None and not answered and (fresh.scheme == "bearer" or self._basic() is not None):
+                    self._challenge = challenge = fresh
+                    self._tokens.pop(self._scope(repository), None)  # expired or revoked upstream: a new one
+                    answered = True
+                    resp.release()
+                    resp = await self._once(method, path, repository, headers, challenge)
                 if resp.status not in (429, 503):
                     return resp
                 delay = retry_delay(resp.headers.get("Retry-After"), attempt)

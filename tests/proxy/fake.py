@@ -69,6 +69,9 @@ class FakeRegistry:
         parts = request.path.split("/")
         if request.path in ("/v2/", "/v2"):
             return web.json_response({})
+        if parts[-2:] == ["tags", "list"]:
+            return web.json_response({"name": "/".join(parts[2:-2]),
+                                      "tags": sorted(t for t in self.manifests if ":" not in t)})
         if len(parts) >= 4 and parts[-2] == "manifests" and parts[-1] in self.manifests:
             body = self.manifests[parts[-1]]
             headers = {"Docker-Content-Digest": sha256(body), "Content-Type": OCI_MANIFEST}

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.clients.image import TestImage
-from tests.proxy.conftest import UPSTREAM_USER, http, run, storage_files
+from tests.proxy.conftest import COSIGN_FLAGS, UPSTREAM_USER, http, run, storage_files, tool
 
 
 def pull(ref: str, out: Path, *extra: str, check: bool = True):  # type: ignore[no-untyped-def]
@@ -58,11 +58,13 @@ def test_cosign_bundle_found_through_the_referrers_tag_schema(upstream_registry,
     assert http(f"{upstream.url}/v2/team/bundle/manifests/{tag_index}", headers=index_accept)[0] == 200
     assert http(f"{upstream.url}/v2/team/bundle/referrers/{digest}")[0] == 404  # no referrers API upstream
     proxy = proxy_server(upstream.url)
-    pull(f"{proxy.addr}/hub/team/bundle:v1", tmp_path / "pulled")
-    status, _, body = http(f"{proxy.url}/v2/hub/team/bundle/referrers/{digest}")
+    status, _, body = http(f"{proxy.url}/v2/hub/team/bundle/referrers/{digest}")  # cold: admits the subject
     assert status == 200
     listed = json.loads(body)["manifests"]
     assert [d["artifactType"] for d in listed] == ["application/vnd.dev.sigstore.bundle.v0.3+json"]
+    pull(f"{proxy.addr}/hub/team/bundle:v1", tmp_path / "pulled")
+    run(tool("cosign"), "verify", "--key", str(publisher.public_key), "--insecure-ignore-tlog=true", *COSIGN_FLAGS,
+        f"{proxy.addr}/hub/team/bundle:v1", env={"HOME": str(tmp_path)})
 
 
 def test_writes_refused_unsupported(upstream_registry, proxy_server, publisher, image: TestImage) -> None:

@@ -106,6 +106,9 @@ def test_verified_checks_digest_and_strict_parse() -> None:
         verified(body + b" ", OCI_MANIFEST, Digest.parse(sha256(body)), None, "m")
     with pytest.raises(UpstreamInvalidError):
         verified(body + b" ", OCI_MANIFEST, None, sha256(body), "m")  # header names other bytes
+    assert verified(body, "application/json", None, None, "m").media_type == OCI_MANIFEST  # the document's own
+    with pytest.raises(UpstreamInvalidError, match="does not match Content-Type"):
+        verified(body, "application/vnd.docker.distribution.manifest.v2+json", None, None, "m")
     with pytest.raises(UpstreamInvalidError, match="ambiguous"):
         dup = b'{"schemaVersion":2,"schemaVersion":2,' + body[1:]
         verified(dup, OCI_MANIFEST, None, None, "m")

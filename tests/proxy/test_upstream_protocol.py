@@ -82,6 +82,7 @@ def test_rate_limit_that_clears_is_absorbed(fakes, proxy_server) -> None:
 
 def test_token_flow_with_basic_credentials(fakes, proxy_server) -> None:
     issued: list[str] = []
+    revoked: set[str] = set()
     basic = "Basic " + base64.b64encode(b"mirror:s3cret").decode()
 
     def token_auth(request: web.Request) -> web.StreamResponse | None:
@@ -91,7 +92,7 @@ def test_token_flow_with_basic_credentials(fakes, proxy_server) -> None:
             assert request.query["scope"] == "repository:team/app:pull" and request.query["service"] == "fake"
             issued.append(f"token-{len(issued)}")
             return web.json_response({"token": issued[-1], "expires_in": 300})
-        if request.headers.get("Authorization") not in [f"Bearer {t}" for t in issued]:
+        if request.headers.get("Authorization") not in [f"Bearer {t}" for t in issued if t not in revoked]:
             challenge = (f'Bearer realm="http://127.0.0.1:{request.url.port}/token",service="fake",'
                          'scope="repository:team/app:pull"')
             return error(401, "UNAUTHORIZED", {"WWW-Authenticate": challenge})
@@ -105,9 +106,17 @@ def test_token_flow_with_basic_credentials(fakes, proxy_server) -> None:
                          env={"UPSTREAM_PASSWORD": "s3cret"})
     status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
     assert status == 200 and sha256(body) == digest
-    status, _, body = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}")
-    assert status == 200 and body == layer
-    assert issued == ["token-0"]  # one token, cached for its scope
+    status, headers, _ = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}", "HEAD")  # fetched to answer
+    assert status == 200 and headers["Content-Length"] == str(len(layer))
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/blobs/{sha256(layer)}", headers={"Range": "bytes=1-3"})
+    assert status == 206 and body == layer[1:4]
+    assert upstream.requests.count(f"GET /v2/team/app/blobs/{sha256(layer)}") == 1
+    assert issued == ["token-0"]  # one token, cached for its scope and sent up front
+    assert upstream.requests.count("GET /token") == 1
+    revoked.add("token-0")  # the upstream ends it before its expiry: a new one is fetched
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/tags/list")
+    assert status == 200 and json.loads(body)["tags"] == ["v1"]
+    assert issued == ["token-0", "token-1"]
 
 
 def test_tls_upstream_with_its_ca_and_credentials_kept_on_its_host(fakes, proxy_server, certs: Path) -> None:

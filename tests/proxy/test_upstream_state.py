@@ -31,6 +31,8 @@ def test_upstream_stopped_cached_image_still_pulled(upstream_registry, proxy_ser
     pull(f"{proxy.addr}/hub/team/app@{digest}", tmp_path / "by-digest")
     assert (tmp_path / "by-digest" / "manifest.json").read_bytes() == body
     assert "serving hub/team/app:v1 stale" in proxy.log()
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/tags/list")  # the cache's tags meanwhile
+    assert status == 200 and "v1" in json.loads(body)["tags"]
     # what was never cached is not served: the upstream's absence is an error, not a 500
     status, _, body = http(f"{proxy.url}/v2/hub/team/other/manifests/v1")
     assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
