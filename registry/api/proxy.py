@@ -4,9 +4,9 @@
   cannot carry any (the schema allows scheme, host and port only), and the username and password are
   not shown.
 - A cached tag: `{"upstream", "digest", "resolved", "expires", "verdict", "refused"}` from the tag's
-  last resolution upstream (`registry.proxy.records.TagRecord`): where it came from, when it was last
-  resolved and until when it is served without asking the upstream again, and the gate's verdict on
-  what upstream named (`accepted`, or the refusal's reason).
+  last resolution upstream (`ProxyService.tag_record`): where it came from, when it was last resolved
+  and until when it is served without asking the upstream again, and the gate's verdict on what
+  upstream named (`accepted`, or the refusal's reason).
 - Refused tags: a refused resolution removes the local tag, so those records are listed on their own.
 """
 
@@ -49,7 +49,7 @@ async def tag_proxies(app: web.Application, name: str, tags: list[str]) -> dict[
         return {}
     out = {}
     for tag in tags:
-        record = await service.records.tag(name, tag)
+        record = await service.tag_record(name, tag)
         if record is not None:
             out[tag] = record_json(record, project.config.tag_ttl)
     return out
@@ -61,11 +61,10 @@ async def refused_tags(app: web.Application, name: str) -> list[dict[str, Any]]:
     project = service.project(name) if service is not None else None
     if service is None or project is None:
         return []
-    records: ProxyRecords = service.records
     folder = ProxyRecords._tag_key(name, "x").rsplit("/", 1)[0]  # the records' own layout
     out = []
-    for tag in await records.driver.list(folder):
-        record = await records.tag(name, tag)
+    for tag in await service.records.driver.list(folder):
+        record = await service.tag_record(name, tag)
         if record is not None and record.refused:
             out.append({"tag": tag, **record_json(record, project.config.tag_ttl)})
     return out

@@ -95,8 +95,6 @@ def test_fifty_pulls_through_distribution(upstream: Upstream, distribution: Dist
         assert counts[("GET", f"/v2/crowd/manifests/{amd64.replace(':', '-')}")] == 1, counts
 
 
-@pytest.mark.xfail(strict=True, reason="core (registry/proxy/upstream.py Upstream.request): every upstream request "
-                   "starts anonymous, so each one is answered 401 before the cached token is sent")
 def test_the_upstream_token_is_sent_without_a_challenge_per_request(upstream: Upstream, proxy) -> None:
     """Clients in the wild (docker, containerd) remember an upstream's challenge and send its token up front;
     a proxy that does not doubles its requests to the upstream (and to rate limits counting them)."""
