@@ -1,6 +1,6 @@
 """A cached manifest GET through a proxy project vs the same manifest GET from a local project (issue 19).
 
-    python benchmarks/proxy.py                 # 3 rounds of 5 x 2 s slices per path, 64 connections
+    python benchmarks/proxy.py                 # 5 rounds of 5 x 2 s slices per path, 64 connections (~2.5 min)
     python benchmarks/proxy.py --quick         # 1 round of 2 x 1 s slices
     python benchmarks/proxy.py --enforced      # both projects enforce cosign (a Python-made signature)
 
@@ -126,7 +126,7 @@ def throughput_cost(r: dict[str, dict[str, float]]) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1 round of 2 x 1 s slices")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--slices", type=int, default=5, help="slices per path per round (default 5)")
     p.add_argument("--slice-seconds", type=int, default=2)
     p.add_argument("--connections", type=int, default=64)
