@@ -66,6 +66,9 @@ def test_signed_image_through_the_proxy_to_cri_and_skopeo(upstream: Upstream, pr
     for blob in upstream.blobs():
         assert (out / "blobs" / "sha256" / blob[7:]).is_file()
     assert revision(server, "hub/src/notarized", amd64).exists()
+    with urllib.request.urlopen(f"{server.url}/v2/hub/src/notarized/referrers/{amd64}", timeout=30) as resp:
+        referrers = json.loads(resp.read())["manifests"]
+    assert [r.get("artifactType") for r in referrers] == ["application/vnd.cncf.notary.signature"]
     assert CAROL[1] not in server.log()  # the upstream password, from password_env, is never logged
 
 
