@@ -5,6 +5,8 @@ verdict; a tag refused upstream is listed with the gate's reason."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -12,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import REPO, Server
 from tests.e2e.test_signatures import CAROL, cosign_sign
 from tests.proxy_e2e.conftest import Upstream, push
 
@@ -100,3 +102,11 @@ def test_api_and_ui_show_the_proxy_and_each_cached_tag(upstream: Upstream, proxy
     assert "src/moving:v1" in table and "no signature found" in table
     for text in (index, page, refused_page):
         assert CAROL[0] not in text and CAROL[1] not in text
+
+    # `trustreg trust inspect --url`: the same resolution in its UPSTREAM column
+    inspect = subprocess.run([sys.executable, "-m", "registry.cli", "trust", "inspect", "--url", server.url,
+                              "hub/src/signed"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert inspect.returncode == 0, inspect.stderr
+    header, row = inspect.stdout.splitlines()
+    assert "UPSTREAM" in header.split() and row.startswith("v1 ")
+    assert f"{upstream.server.url}/src/signed:v1 at {again['resolved']}: accepted" in row
