@@ -107,7 +107,9 @@ class Upstream:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
+            # identity: the bytes hashed are the bytes the upstream stores (no content coding undone)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False, headers={
+                "Accept-Encoding": "identity", "User-Agent": "trustreg-proxy"})
         return self._session
 
     async def close(self) -> None:

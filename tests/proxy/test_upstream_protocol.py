@@ -150,3 +150,18 @@ def test_tls_upstream_with_its_ca_and_credentials_kept_on_its_host(fakes, proxy_
     untrusting = proxy_server(upstream.url, enforce=False)
     status, _, body = http(f"{untrusting.url}/v2/hub/team/app/manifests/v1")
     assert status == 503 and "unreachable" in json.loads(body)["errors"][0]["message"]
+
+
+def test_oversized_manifest_refused_unread(fakes, proxy_server) -> None:
+    upstream = FakeRegistry()
+    big = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"),
+                                 "size": 2}, "layers": [],
+                      "annotations": {"padding": "x" * (5 * 1024 * 1024)}}).encode()
+    upstream.manifests["v1"] = upstream.manifests[sha256(big)] = big
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False)
+    for ref in ("v1", sha256(big)):
+        status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/{ref}")
+        assert status == 502 and "larger than 4194304 bytes" in json.loads(body)["errors"][0]["message"]
+    assert http(f"{proxy.url}/v2/hub/team/app/tags/list")[0] == 200  # the upstream itself still answers
