@@ -1,7 +1,8 @@
 """Proxy projects end to end: a second trustreg as the upstream (token auth, referrers API), populated
 with skopeo and signed with the real cosign and notation; a proxy trustreg in front of it.
 
-- `upstream` (module scope): `tests.e2e.test_signatures.make_env` with token auth and one private,
+- `upstream` (session scope; tests use repositories of their own or read logs from a mark on):
+  `tests.e2e.test_signatures.make_env` with token auth and one private,
   unenforced project `src` holding
     src/signed:v1      the harness image (amd64), signed by `cosign sign` (bundle, in the referrers API)
     src/notarized:v1   the same image, signed by `notation sign` (referrers API)
@@ -76,7 +77,7 @@ def push(e: Env, source: str, repo: str, *flags: str) -> None:
           source, f"docker://{e.server.addr}/{repo}:v1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def upstream(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:  # noqa: F811
     e = make_env(test_image, tmp_path_factory.mktemp("upstream"), token_auth=True, extra={"projects": {"src": {}}})
     try:
