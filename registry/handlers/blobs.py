@@ -10,6 +10,7 @@ from registry.proxy.service import PROXY
 from registry.quota import accountant
 from registry.ranges import parse_range, sendfile_can_serve
 from storage.references import Digest
+from storage.store import BlobInfo, BlobUnknownError
 
 
 def _headers(digest: str, size: int) -> dict[str, str]:
@@ -23,26 +24,35 @@ def _headers(digest: str, size: int) -> dict[str, str]:
     }
 
 
-async def _proxied(request: web.Request, name: str, digest: Digest) -> web.StreamResponse | None:
-    """A proxy project's blob streamed while fetched upstream; None: serve it from the store."""
+async def _stat(request: web.Request, name: str, digest: Digest) -> BlobInfo | web.StreamResponse:
+    """The stored blob; in a proxy project a missing one is fetched upstream first (and the request
+    that starts the fetch gets it streamed: a response)."""
     proxy = request.app.get(PROXY)
-    return await proxy.blob(request, name, digest) if proxy is not None else None
+    try:
+        info = await store(request).stat_blob(name, digest)
+    except BlobUnknownError:
+        if proxy is None:
+            raise
+        streamed = await proxy.blob(request, name, digest)
+        return streamed if streamed is not None else await store(request).stat_blob(name, digest)
+    if proxy is not None:
+        proxy.hit(name, "blob")
+    return info
 
 
 async def head_blob(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
-    digest = parse_digest(request.match_info["digest"])
-    await _proxied(request, name, digest)
-    info = await store(request).stat_blob(name, digest)
+    info = await _stat(request, name, parse_digest(request.match_info["digest"]))
+    if isinstance(info, web.StreamResponse):
+        return info
     return web.Response(status=200, headers=_headers(str(info.digest), info.size))
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
-    digest = parse_digest(request.match_info["digest"])
-    if (streamed := await _proxied(request, name, digest)) is not None:
-        return streamed
-    info = await store(request).stat_blob(name, digest)
+    info = await _stat(request, name, parse_digest(request.match_info["digest"]))
+    if isinstance(info, web.StreamResponse):
+        return info
     driver = request.app[DRIVER]
     headers = _headers(str(info.digest), info.size)
     rng = parse_range(request.headers.get("Range"), info.size)  # 416 before any body is chosen

@@ -96,12 +96,12 @@ class ProxyService:
             raise
 
     # --- manifests -----------------------------------------------------------------------------
-    def hit(self, name: str) -> dict[str, str]:
-        """Count a manifest served from the cache without any upstream question (by digest)."""
+    def hit(self, name: str, kind: str = "manifest") -> dict[str, str]:
+        """Count a manifest (by digest) or blob served from the cache without any upstream question."""
         project = self.project(name)
         if project is None:
             return {}
-        project.count("manifest", "hit")
+        project.count(kind, "hit")
         return HIT
 
     async def missing_digest(self, name: str, digest: Digest) -> dict[str, str] | None:
@@ -225,7 +225,8 @@ class ProxyService:
 
     # --- blobs, tags, referrers ----------------------------------------------------------------
     async def blob(self, request: web.Request, name: str, digest: Digest) -> web.StreamResponse | None:
-        """A response streamed from the upstream (this request leads the fetch), or None: serve locally."""
+        """A blob the cache lacks: a response streamed from the upstream (this request leads the fetch),
+        or None once it is stored (or if it is unknown or not fetchable): serve from the store."""
         project = self.project(name)
         if project is None:
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,24 @@ def test_oversized_manifest_refused_unread(fakes, proxy_server) -> None:
         status, _, body = http(f"{proxy.url}/v2/hub/team/app/manifests/{ref}")
         assert status == 502 and "larger than 4194304 bytes" in json.loads(body)["errors"][0]["message"]
     assert http(f"{proxy.url}/v2/hub/team/app/tags/list")[0] == 200  # the upstream itself still answers
+
+
+def test_upstream_5xx_serves_the_cached_tag_stale_and_asks_again_later(fakes, proxy_server) -> None:
+    failing = {"on": False}
+
+    def broken(request: web.Request) -> web.StreamResponse | None:
+        return error(500, "UNKNOWN") if failing["on"] and "/manifests/" in request.path else None
+
+    upstream = FakeRegistry(broken)
+    digest = upstream.add_image("v1", b"{}", b"layer")
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False, tag_ttl=1)
+    assert http(f"{proxy.url}/v2/hub/team/app/manifests/v1")[1]["X-Trustreg-Proxy"] == "miss"
+    failing["on"] = True
+    time.sleep(1.1)
+    asked = len(upstream.requests)
+    for _ in range(3):  # the first asks the upstream (500), the next are served stale without asking
+        status, headers, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
+        assert status == 200 and sha256(body) == digest and headers["X-Trustreg-Proxy"] == "stale"
+    assert upstream.requests[asked:] == ["HEAD /v2/team/app/manifests/v1"]
+    assert "upstream unavailable" in proxy.log() and "answered 500" in proxy.log()
