@@ -57,8 +57,12 @@ async def _fetch(request: web.Request) -> tuple[Manifest, dict[str, str]]:
         if proxy is not None and digest is not None:
             extra = proxy.hit(name)
     except ManifestUnknownError:
-        if proxy is None or digest is None or (extra := await proxy.missing_digest(name, digest)) is None:
+        if proxy is None:
             raise
+        again = await (proxy.missing_digest(name, digest) if digest is not None else proxy.missing_tag(name, tag))
+        if again is None:
+            raise
+        extra = again
         manifest = await _resolve(store(request), name, tag, digest)  # admitted from the upstream
     gate = request.app.get(MANIFEST_GATE)
     if gate is not None:

@@ -54,6 +54,12 @@ def load_proxies(raw: Mapping[str, Any], config_dir: str | None,
         proxy = (body or {}).get("proxy")
         if proxy is None:
             continue
+        trust = (body or {}).get("content_trust") or {}
+        requirements = trust.get("require_any") or [{"notary": {}}]  # Notary is the default requirement
+        if trust.get("enforce") and any("notary" in r for r in requirements if isinstance(r, Mapping)):
+            raise ConfigError(f"config error at projects.{project}.content_trust.require_any: a proxy project "
+                              "cannot require Notary v1 signatures (its collections are bound to the upstream's "
+                              "host name, so it is not proxied); require cosign or notation signatures")
         password = None
         if "password_env" in proxy:
             password = env.get(proxy["password_env"])

@@ -115,6 +115,15 @@ class ProxyService:
                                lambda: self._guard(project, lambda: self._admit(project, name, None, str(digest))))
         return MISS
 
+    async def missing_tag(self, name: str, tag: str) -> dict[str, str] | None:
+        """A tag the cache lost while this process thought it fresh (e.g. removed by retention): resolved
+        again; None if `name` is not in a proxy project."""
+        if self.project(name) is None:
+            return None
+        self._fresh.pop((name, tag), None)
+        self._stale.pop((name, tag), None)
+        return await self.tag(name, tag)
+
     async def tag(self, name: str, tag: str) -> dict[str, str]:
         """Make the tag's manifest available locally within `tag_ttl` (or fail); headers to add."""
         project = self.project(name)

@@ -60,6 +60,15 @@ def test_password_from_environment_and_ca_relative_to_config(tmp_path: Path) -> 
                                                             str(tmp_path / "ca.pem"), 5.0)
 
 
+def test_notary_requirement_refused_in_a_proxy_project() -> None:
+    either = [{"cosign": {"trust_root": "a"}}, {"notary": {}}]
+    for trust in ({"enforce": True}, {"enforce": True, "require_any": either}):
+        raw = {"projects": {"hub": {"proxy": {"url": "https://x"}, "content_trust": trust}}}
+        with pytest.raises(ConfigError, match="require_any: a proxy project cannot require Notary v1"):
+            load_proxies(raw, None)
+    load_proxies({"projects": {"hub": {"proxy": {"url": "https://x"}, "content_trust": {"enforce": False}}}}, None)
+
+
 def test_upstream_repository_names() -> None:
     hub = load_proxies(_config({"url": "https://registry-1.docker.io"}), None)
     other = load_proxies(_config({"url": "https://ghcr.io"}), None)

@@ -187,3 +187,16 @@ def test_upstream_5xx_serves_the_cached_tag_stale_and_asks_again_later(fakes, pr
         assert status == 200 and sha256(body) == digest and headers["X-Trustreg-Proxy"] == "stale"
     assert upstream.requests[asked:] == ["HEAD /v2/team/app/manifests/v1"]
     assert "upstream unavailable" in proxy.log() and "answered 500" in proxy.log()
+
+
+def test_cached_tag_removed_from_storage_is_fetched_again(fakes, proxy_server) -> None:
+    """A tag this process knows fresh but storage lost (retention, another replica) is resolved again."""
+    upstream = FakeRegistry()
+    digest = upstream.add_image("v1", b"{}", b"layer")
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False)
+    assert http(f"{proxy.url}/v2/hub/team/app/manifests/v1")[1]["X-Trustreg-Proxy"] == "miss"
+    assert http(f"{proxy.url}/v2/hub/team/app/manifests/v1")[1]["X-Trustreg-Proxy"] == "hit"
+    (proxy.workdir / "data/repositories/hub/team/app/_manifests/tags/v1").unlink()
+    status, headers, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
+    assert status == 200 and headers["X-Trustreg-Proxy"] == "miss" and sha256(body) == digest
