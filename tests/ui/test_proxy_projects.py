@@ -10,7 +10,7 @@ PASSWORD = "proxy-ui-secret-password"
 CONFIG = {"projects": {
     "hub": {"proxy": {"url": UPSTREAM, "username": "mirror-account", "password_env": "TRUSTREG_UI_PROXY_PW",
                       "tag_ttl": 120},
-            "content_trust": {"enforce": True}},
+            "content_trust": {"enforce": False}},
     "local": {},
 }}
 
