@@ -4,9 +4,12 @@
     GET /api/v1/repositories/<name>/tags[?n=&last=]        tag reports, paginated like the tags list (Link)
     GET /api/v1/repositories/<name>/tags/<tag>             one tag report
     GET /api/v1/repositories/<name>/manifests/<digest>     layers, config, children, referrers, decision
+    GET /api/v1/repositories/<name>/proxy                  a proxy repository: upstream, refused tags
 
 A tag report: {"tag","digest","mediaType","kind","artifactType","platforms","size","pushed",
-"signatures":[{"source","status","signer","keyids","expires","reason"}],"decision":{"served","reason"}}.
+"signatures":[{"source","status","signer","keyids","expires","reason"}],"decision":{"served","reason"}},
+and in a proxy project "proxy":{"upstream","digest","resolved","expires","verdict","refused"} (the tag's
+last resolution upstream; see registry.api.proxy). A proxy project has "proxy":{"url","tag_ttl"}.
 Permissions are the registry's (see `registry.api.access`); errors use the OCI error format.
 """
 
@@ -19,6 +22,7 @@ from aiohttp import web
 
 from registry.api.access import authenticate, may_see_project, require_pull, visible_repositories
 from registry.api.inspect import Inspector, RepositoryUnknownError, project_json
+from registry.api.proxy import project_proxy, refused_tags, tag_proxies
 from registry.enforcement import GATE, POLICY
 from registry.errors import RegistryError
 from registry.handlers.common import STORE, parse_digest, parse_page, repo_name
@@ -34,6 +38,15 @@ def inspector(request: web.Request) -> Inspector:
     return Inspector(app[STORE], app[GATE], app[POLICY])
 
 
+def project_view(request: web.Request, name: str, repositories: list[str] | None = None) -> dict[str, Any]:
+    """A project as the API shows it (`proxy` for a proxy project: its upstream)."""
+    out = project_json(inspector(request).project(name), repositories or [])
+    proxy = project_proxy(request.app, name)
+    if proxy is not None:
+        out["proxy"] = proxy
+    return out
+
+
 async def projects_for(request: web.Request) -> list[dict[str, Any]]:
     """Every project the caller may see, with the repositories it may pull."""
     insp = inspector(request)
@@ -41,9 +54,18 @@ async def projects_for(request: web.Request) -> list[dict[str, Any]]:
     out = []
     for name in await insp.project_names():
         if await may_see_project(request, name, repos):
-            out.append({**project_json(insp.project(name), [r for r in repos if project_of(r) == name]),
+            out.append({**project_view(request, name, [r for r in repos if project_of(r) == name]),
                         "usage": await quota_json(request, name)})
     return out
+
+
+async def with_proxy(request: web.Request, name: str, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tag reports of a proxy repository, each with its tag's last resolution upstream."""
+    proxies = await tag_proxies(request.app, name, [r["tag"] for r in reports])
+    for report in reports:
+        if report["tag"] in proxies:
+            report["proxy"] = proxies[report["tag"]]
+    return reports
 
 
 async def tag_page(request: web.Request, name: str, n: int | None, last: str | None
@@ -56,7 +78,7 @@ async def tag_page(request: web.Request, name: str, n: int | None, last: str | N
     link = None
     if more and n and reports:
         link = f"?{urlencode({'n': n, 'last': reports[-1].tag})}"
-    return [r.to_json() for r in reports], link
+    return await with_proxy(request, name, [r.to_json() for r in reports]), link
 
 
 async def projects(request: web.Request) -> web.StreamResponse:
@@ -78,7 +100,7 @@ async def tag(request: web.Request) -> web.StreamResponse:
     await authenticate(request)
     await require_pull(request, name)
     report = await inspector(request).tag(name, request.match_info["tag"])
-    return web.json_response(report.to_json())
+    return web.json_response((await with_proxy(request, name, [report.to_json()]))[0])
 
 
 async def manifest(request: web.Request) -> web.StreamResponse:
@@ -90,6 +112,18 @@ async def manifest(request: web.Request) -> web.StreamResponse:
     return web.json_response(report.to_json())
 
 
+async def proxy(request: web.Request) -> web.StreamResponse:
+    """A proxy repository: its project's upstream and the tags whose last resolution was refused."""
+    name = repo_name(request)
+    await authenticate(request)
+    await require_pull(request, name)
+    upstream = project_proxy(request.app, project_of(name))
+    if upstream is None:
+        raise RegistryError("NAME_UNKNOWN", f"{name} is not in a proxy project", {"name": name})
+    return web.json_response({"repository": name, "project": project_of(name), "proxy": upstream,
+                              "refused": await refused_tags(request.app, name)})
+
+
 def setup(app: web.Application) -> None:
     """Add the /api/v1/ routes (the gate and policy are looked up per request)."""
     r = app.router
@@ -97,3 +131,4 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/repositories/{NAME}/tags", tags)
     r.add_get(f"{PREFIX}/repositories/{NAME}/tags/{{tag}}", tag)
     r.add_get(f"{PREFIX}/repositories/{NAME}/manifests/{{digest}}", manifest)
+    r.add_get(f"{PREFIX}/repositories/{NAME}/proxy", proxy)

@@ -1,7 +1,8 @@
 """`trustreg trust inspect [--config PATH | --url URL] <repository>[:<tag>] [--json]`.
 
 Like `docker trust inspect` and `notary list` combined with the gate's verdict: one row per tag with
-its digest, type, platforms, size, last push, every signature source's status and the decision.
+its digest, type, platforms, size, last push, every signature source's status and the decision (and
+with `--url`, in a proxy project, where and when the tag was last resolved upstream).
 - `--config` (or neither): in-process, on the configured storage, with the same gate code the
   server runs (with the trust key passphrase available, reading may re-sign an expiring timestamp,
   as a pull would; without it the stored trust data is read as it is, and a timestamp the server
@@ -172,12 +173,24 @@ def decision_text(decision: Report) -> str:
     return "served" if decision["served"] else f"refused: {decision['reason']}"
 
 
+def upstream_text(report: Report) -> str:
+    """A proxy project's tag: where it was last resolved, when, and the verdict then."""
+    proxy = report.get("proxy")
+    if not proxy:
+        return "-"
+    return f"{proxy['upstream']} at {proxy['resolved']}: {proxy['verdict']}"
+
+
 def format_table(reports: list[Report]) -> str:
-    """A fixed-width table: one row per tag (several signature sources joined with '; ')."""
-    header = ("TAG", "DIGEST", "TYPE", "PLATFORMS", "SIZE", "PUSHED", "SIGNATURES", "DECISION")
+    """A fixed-width table: one row per tag (several signature sources joined with '; '); tags of a
+    proxy project (reports with `proxy`) get an UPSTREAM column."""
+    proxied = any(r.get("proxy") for r in reports)
+    header = ("TAG", "DIGEST", "TYPE", "PLATFORMS", "SIZE", "PUSHED", "SIGNATURES", *(("UPSTREAM",) * proxied),
+              "DECISION")
     rows = [header] + [
         (r["tag"], r["digest"][:19], r["kind"], ",".join(r["platforms"]) or "-", str(r["size"]), r["pushed"] or "-",
-         "; ".join(signature_text(s) for s in r["signatures"]) or "-", decision_text(r["decision"]))
+         "; ".join(signature_text(s) for s in r["signatures"]) or "-", *((upstream_text(r),) * proxied),
+         decision_text(r["decision"]))
         for r in reports
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]

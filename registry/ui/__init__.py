@@ -2,7 +2,9 @@
 
     /ui/                                          projects and their content-trust policy
     /ui/repositories/<name>[?n=&last=]            tags: type, platforms, size, last push, signatures,
-                                                  and the gate's decision (served / refused: reason)
+                                                  and the gate's decision (served / refused: reason);
+                                                  in a proxy project, each tag's upstream, last
+                                                  resolution and verdict, and the tags refused upstream
     /ui/repositories/<name>/manifests/<digest>    config, layers, children, referrers, by-digest decision
     /ui/login                                     the Basic challenge (browsers then send credentials)
 
@@ -21,7 +23,8 @@ from aiohttp import web
 
 from registry import api
 from registry.api.access import authenticate, require_pull
-from registry.api.inspect import RepositoryUnknownError, platform_name, project_json
+from registry.api.inspect import RepositoryUnknownError, platform_name
+from registry.api.proxy import refused_tags
 from registry.auth.middleware import AUTH
 from registry.errors import RegistryError
 from registry.handlers.common import parse_digest, parse_page, repo_name
@@ -141,9 +144,11 @@ async def repository(request: web.Request) -> web.StreamResponse:
     await require_pull(request, name)
     n, last = parse_page(request)
     tags, link = await api.tag_page(request, name, DEFAULT_PAGE if n is None else n, last)
-    project = project_json(api.inspector(request).project(project_of(name)))
+    project = api.project_view(request, project_of(name))
+    refused = await refused_tags(request.app, name) if last is None else []
     next_link = f"/ui/repositories/{quote(name)}{link}" if link else None
-    return render(request, "repository.html", name=name, project=project, tags=tags, next_link=next_link)
+    return render(request, "repository.html", name=name, project=project, tags=tags, refused=refused,
+                  next_link=next_link)
 
 
 @page

@@ -25,6 +25,7 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;backgro
 box-shadow:0 1px 2px rgba(0,0,0,.08)}
 dl.facts dt{font-weight:600}dl.facts dd{margin:0}
 .pager{margin:10px 0}
+.proxy-badge{background:#e3ecfa;color:#1d4f91}div.proxy{margin-top:2px;font-size:12.5px}td.upstream{max-width:24em;overflow-wrap:anywhere}
 """
 
 BASE = """<!doctype html>
@@ -51,6 +52,14 @@ MACROS = """
 {% if d.served %}<span class="badge served decision">served</span>
 {%- else %}<span class="badge refused decision">refused</span>: <span class="reason">{{ d.reason }}</span>{% endif %}
 {%- endmacro %}
+{% macro proxy_of(proxy) -%}
+{% if proxy %}<div class="proxy"><span class="badge proxy-badge">proxy</span> of <code>{{ proxy.url }}</code></div>{% endif %}
+{%- endmacro %}
+{% macro resolution(r) -%}
+{% if r %}<div class="mono" title="{{ r.digest }}">{{ r.upstream }}</div><div class="muted">resolved <span title="{{ r.resolved }}">{{ r.resolved|when }}</span>, until <span title="{{ r.expires }}">{{ r.expires|when }}</span></div>
+{%- if r.refused %}<span class="badge refused verdict">refused</span>: <span class="reason">{{ r.verdict }}</span>{% else %}<span class="badge served verdict">{{ r.verdict }}</span>{% endif %}
+{%- else %}<span class="muted">not resolved by tag</span>{% endif %}
+{%- endmacro %}
 {% macro policy(ct) -%}
 {% if ct.enforced %}<span class="badge on">enforced</span>{% else %}<span class="badge off">not enforced</span>{% endif %}
 {%- endmacro %}
@@ -63,7 +72,7 @@ INDEX = """{% extends "base.html" %}{% import "macros.html" as m %}
 (anonymous users see public projects only; <a href="/ui/login">log in</a>){% endif %}.</p>{% else %}
 <table id="projects"><thead><tr><th>Project</th><th>Access</th><th>Content trust</th><th>Sources</th>
 <th>Signers</th><th>Pinned root keys</th><th>Index children</th><th>Repositories</th></tr></thead><tbody>
-{% for p in projects %}<tr data-project="{{ p.name }}"><td><strong>{{ p.name }}</strong></td>
+{% for p in projects %}<tr data-project="{{ p.name }}"><td><strong>{{ p.name }}</strong>{{ m.proxy_of(p.proxy) }}</td>
 <td>{{ "public" if p.public else "private" }}</td><td>{{ m.policy(p.content_trust) }}</td>
 <td>{% for r in p.content_trust.require_any %}{{ r.source }}{% if r.trust_root %} <span class="muted">(trust root {{ r.trust_root }}{% if r.identities %}; {{ r.identities|identities }}{% endif %})</span>{% endif %}{% if not loop.last %}<br>{% endif %}{% else %}notary{% endfor %}</td>
 <td>{% for s in p.content_trust.signers %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</td>
@@ -80,8 +89,10 @@ REPOSITORY = """{% extends "base.html" %}{% import "macros.html" as m %}
 <p>Project <strong>{{ project.name }}</strong>: content trust {{ m.policy(project.content_trust) }}
 {%- if project.content_trust.enforced %}, signers {% for s in project.content_trust.signers %}<code>{{ s }}</code>
 {%- if not loop.last %}, {% endif %}{% endfor %}{% endif %}.</p>
+{% if project.proxy %}<p id="proxy">A <span class="badge proxy-badge">proxy</span> of <code>{{ project.proxy.url }}</code>:
+pulled on demand, admitted only when the gate accepts the upstream's signatures; a cached tag is re-resolved upstream after {{ project.proxy.tag_ttl|int }} s.</p>{% endif %}
 <table id="tags"><thead><tr><th>Tag</th><th>Digest</th><th>Type</th><th>Platforms</th><th>Size</th>
-<th>Last push</th><th>Signatures</th><th>Gate decision</th></tr></thead><tbody>
+<th>{{ "Cached" if project.proxy else "Last push" }}</th><th>Signatures</th><th>Gate decision</th>{% if project.proxy %}<th>Upstream</th>{% endif %}</tr></thead><tbody>
 {% for t in tags %}<tr data-tag="{{ t.tag }}"><td><strong>{{ t.tag }}</strong></td>
 <td class="mono"><a href="/ui/repositories/{{ name|urlencode }}/manifests/{{ t.digest|urlencode }}"
  title="{{ t.digest }}">{{ t.digest[:19] }}…</a></td>
@@ -89,9 +100,15 @@ REPOSITORY = """{% extends "base.html" %}{% import "macros.html" as m %}
 <td>{{ t.platforms|join(", ") }}</td><td class="nowrap">{{ t.size|filesize }}</td>
 <td class="nowrap" title="{{ t.pushed }}">{{ t.pushed|when }}</td>
 <td class="sigs">{% for s in t.signatures %}<div>{{ m.signature(s) }}</div>{% endfor %}</td>
-<td class="decision-cell">{{ m.decision(t.decision) }}</td></tr>
-{% else %}<tr><td colspan="8" class="muted">no tags</td></tr>{% endfor %}
+<td class="decision-cell">{{ m.decision(t.decision) }}</td>{% if project.proxy %}<td class="upstream">{{ m.resolution(t.proxy) }}</td>{% endif %}</tr>
+{% else %}<tr><td colspan="{{ 9 if project.proxy else 8 }}" class="muted">no tags{% if project.proxy %} cached{% endif %}</td></tr>{% endfor %}
 </tbody></table>
+{% if refused %}<h2>Refused upstream</h2><p class="muted">Resolved upstream, refused by the gate, not stored.</p>
+<table id="refused"><thead><tr><th>Tag</th><th>Upstream</th><th>Digest</th><th>Resolved</th><th>Gate verdict</th></tr></thead><tbody>
+{% for r in refused %}<tr data-tag="{{ r.tag }}"><td><strong>{{ r.tag }}</strong></td><td class="mono">{{ r.upstream }}</td>
+<td class="mono" title="{{ r.digest }}">{{ r.digest[:19] }}…</td><td class="nowrap" title="{{ r.resolved }}">{{ r.resolved|when }}</td>
+<td class="decision-cell"><span class="badge refused verdict">refused</span>: <span class="reason">{{ r.verdict }}</span></td></tr>{% endfor %}
+</tbody></table>{% endif %}
 {% if next_link %}<p class="pager"><a href="{{ next_link }}">next page →</a></p>{% endif %}
 {% endblock %}
 """
