@@ -41,6 +41,8 @@ RETRY_BUDGET = 10.0  # seconds spent waiting on 429/503 per request, at most
 MAX_RETRY_AFTER = 5.0
 MAX_TOKEN_RESPONSE = 64 * 1024
 MAX_LISTING = 4 * 1024 * 1024
+MAX_TAG_PAGES = 50
+_NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 REDIRECTS = (301, 302, 303, 307, 308)
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 
@@ -261,15 +263,25 @@ class Upstream:
         return resp.headers.get("Docker-Content-Digest")
 
     async def tags(self, repository: str) -> list[str] | None:
-        resp = await self._checked("GET", f"/v2/{repository}/tags/list", repository)
-        if resp is None:
-            return None
-        async with resp:
-            try:
-                tags = json.loads(await read_bounded(resp, MAX_LISTING, "tags list")).get("tags") or []
-            except (ValueError, AttributeError) as e:
-                raise UpstreamInvalidError("tags list is not JSON") from e
-        return [t for t in tags if isinstance(t, str)]
+        """Every tag, following the upstream's pagination (`Link: <...>; rel="next"`, as Docker Hub
+        pages its lists) within this repository's list, at most MAX_TAG_PAGES pages; None if unknown."""
+        base = f"/v2/{repository}/tags/list"
+        path: str | None = base
+        tags: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            resp = await self._checked("GET", path, repository)
+            if resp is None:
+                return tags or None
+            async with resp:
+                try:
+                    page = json.loads(await read_bounded(resp, MAX_LISTING, "tags list")).get("tags") or []
+                except (ValueError, AttributeError) as e:
+                    raise UpstreamInvalidError("tags list is not JSON") from e
+                path = next_page(resp.headers.get("Link"), base)
+            tags += [t for t in page if isinstance(t, str)] if isinstance(page, list) else []
+            if path is None:
+                break
+        return tags
 
     async def referrers(self, repository: str, digest: Digest) -> list[dict[str, Any]] | None:
         """The referrers API's descriptors; None where the upstream has no referrers API (tag fallback)."""
@@ -304,6 +316,18 @@ class Upstream:
             return
         async with resp:
             yield resp
+
+
+def next_page(link: str | None, base: str) -> str | None:
+    """The path and query of a `Link: <...>; rel="next"` header if it stays on `base` (this repository's
+    list on the upstream itself); None otherwise."""
+    match = _NEXT_LINK.search(link or "")
+    if match is None:
+        return None
+    target = urlsplit(match.group(1))
+    if target.scheme or target.netloc or target.path != base:
+        return None
+    return f"{target.path}?{target.query}" if target.query else None
 
 
 async def read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:

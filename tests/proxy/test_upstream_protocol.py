@@ -200,3 +200,33 @@ def test_cached_tag_removed_from_storage_is_fetched_again(fakes, proxy_server) -
     (proxy.workdir / "data/repositories/hub/team/app/_manifests/tags/v1").unlink()
     status, headers, body = http(f"{proxy.url}/v2/hub/team/app/manifests/v1")
     assert status == 200 and headers["X-Trustreg-Proxy"] == "miss" and sha256(body) == digest
+
+
+def test_tags_list_follows_the_upstreams_pages_on_its_own_list(fakes, proxy_server) -> None:
+    """Docker Hub pages its tags lists (`Link: <...>; rel="next"`): every page is read; a next link
+    elsewhere (another host, another repository) is not followed."""
+    foreign = FakeRegistry()
+    fakes.append(foreign.start())
+    pages = {
+        "": (["a", "b"], '</v2/team/app/tags/list?last=b&n=2>; rel="next"'),
+        "last=b&n=2": (["c", "d"], '</v2/team/app/tags/list?last=d&n=2>; rel="next"'),
+        "last=d&n=2": (["e"], f'<{foreign.url}/v2/team/app/tags/list?last=e&n=2>; rel="next"'),
+    }
+
+    def paged(request: web.Request) -> web.StreamResponse | None:
+        if not request.path.endswith("/tags/list"):
+            return None
+        if request.path == "/v2/other/tags/list":
+            return web.json_response({"name": "other", "tags": ["x"],},
+                                     headers={"Link": '</v2/team/app/tags/list?last=x>; rel="next"'})
+        tags, link = pages[request.query_string]
+        return web.json_response({"name": "team/app", "tags": tags}, headers={"Link": link})
+
+    upstream = FakeRegistry(paged)
+    fakes.append(upstream.start())
+    proxy = proxy_server(upstream.url, enforce=False)
+    status, _, body = http(f"{proxy.url}/v2/hub/team/app/tags/list")
+    assert status == 200 and json.loads(body)["tags"] == ["a", "b", "c", "d", "e"]
+    assert foreign.requests == []
+    status, _, body = http(f"{proxy.url}/v2/hub/other/tags/list")
+    assert status == 200 and json.loads(body)["tags"] == ["x"]  # a next link into another list: not followed
