@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from registry.api.inspect import iso
-from registry.proxy.records import ProxyRecords, TagRecord
+from registry.proxy.records import TagRecord
 from registry.proxy.service import PROXY, ProxyService
 
 
@@ -61,9 +61,8 @@ async def refused_tags(app: web.Application, name: str) -> list[dict[str, Any]]:
     project = service.project(name) if service is not None else None
     if service is None or project is None:
         return []
-    folder = ProxyRecords._tag_key(name, "x").rsplit("/", 1)[0]  # the records' own layout
     out = []
-    for tag in await service.records.driver.list(folder):
+    for tag in await service.records.tags(name):
         record = await service.tag_record(name, tag)
         if record is not None and record.refused:
             out.append({"tag": tag, **record_json(record, project.config.tag_ttl)})

@@ -51,6 +51,10 @@ class ProxyRecords:
         except (PathNotFoundError, ValueError, TypeError):
             return None
 
+    async def tags(self, name: str) -> list[str]:
+        """The tags of `name` that have a resolution record."""
+        return await self.driver.list(f"{repo_key(name)}/_proxy/tags")
+
     async def set_tag(self, name: str, tag: str, record: TagRecord) -> None:
         await self.driver.put(self._tag_key(name, tag), json.dumps(asdict(record)).encode())
 
