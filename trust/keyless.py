@@ -296,7 +296,7 @@ def _certificate_at(cert: x509.Certificate, root: SigstoreRoot, times: list[date
     if root.require_sct or (has_sct(cert) and root.has_ctlogs):
         try:
             verify_sct(cert, chain, root.trusted.ct_keyring(KeyringPurpose.VERIFY))
-        except SigstoreError as e:
+        except Exception as e:  # sigstore-python's errors, or its parsers' on a hostile SCT list: a refusal
             raise KeylessRefusal(f"no valid SCT: {_first_line(e)}") from e
     _code_signing(cert)
     return check_identity(cert, identities)

@@ -37,7 +37,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rfc3161_client import TimeStampResponse, VerifierBuilder, decode_timestamp_response
 from rfc3161_client import VerificationError as TimestampVerificationError
 from sigstore import dsse
-from sigstore._internal.sct import verify_sct
 from sigstore._internal.trust import KeyringPurpose
 from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify.verifier import (
@@ -52,11 +51,9 @@ from trust.keyless import (
     TIMESTAMP_ANNOTATION,
     KeylessRefusal,
     SigstoreRoot,
-    _chain_at,
-    _code_signing,
+    _certificate_at,
     _first_line,
     _verification_reason,
-    check_identity,
     has_sct,
 )
 
@@ -89,18 +86,7 @@ def verify_relaxed_bundle(data: bytes, root: SigstoreRoot,
         raise KeylessRefusal("malformed signature: message-signature bundles do not sign an image")
     times = _timestamp_times(document, envelope.signature, root.trusted)
     times += _log_entry_time(document, root)
-    if not times:
-        raise KeylessRefusal("no trusted signing time: no verified log entry and no timestamp of the root's TSAs")
-    chain: list[x509.Certificate] = []
-    for when in times:
-        chain = _chain_at(cert, root.trusted, when)
-    if root.require_sct or (has_sct(cert) and root.has_ctlogs):
-        try:
-            verify_sct(cert, chain, root.trusted.ct_keyring(KeyringPurpose.VERIFY))
-        except Exception as e:
-            raise KeylessRefusal(f"no valid SCT: {_first_line(e)}") from e
-    _code_signing(cert)
-    identity = check_identity(cert, identities)
+    identity = _certificate_at(cert, root, times, identities)  # chain at every time, SCT, usage, identity
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise KeylessRefusal("signature does not verify: unsupported certificate key type")
