@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -79,6 +80,15 @@ def startup_lines(settings: Settings, policy: Policy, trust_enabled: bool, dev_p
     for name, sources in enforced.items():
         project = "every other project (default_project)" if name == "*" else f"project {name}"
         lines.append(f"content trust: {project} enforced; accepts {sources}")
+    for name, body in sorted((settings.raw.get("projects") or {}).items()):
+        proxy = (body or {}).get("proxy")
+        if proxy:
+            lines.append(f"proxy:         project {name} caches {proxy['url']} "
+                         f"(tags re-resolved after {proxy.get('tag_ttl', 300)} s)")
+    for endpoint in (settings.raw.get("events") or {}).get("endpoints") or []:
+        where = urlsplit(endpoint["url"])  # host only: a webhook's path often carries its secret token
+        lines.append(f"events:        {endpoint['name']} -> {where.scheme}://{where.hostname}"
+                     f"{f':{where.port}' if where.port else ''} ({', '.join(endpoint['types'])})")
     if dev_passphrase:
         lines.append("WARNING: trust keys are encrypted with the public development passphrase; "
                      "set TRUSTREG_TRUST_PASSPHRASE (trust.keys.passphrase_env) for anything but local development")

@@ -95,3 +95,18 @@ def test_configuration_errors_say_what_is_wrong_in_words(tmp_path: Path) -> None
     result = cli("serve", "--config", str(tls), cwd=tmp_path, env={"TRUSTREG_TRUST_PASSPHRASE": "x"})
     assert result.returncode == 2
     assert f"config error at http.tls.certificate: cannot read {missing}: No such file or directory" in result.stderr
+
+
+def test_startup_names_proxy_projects_and_webhooks_without_their_secrets(serve, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", {
+        "storage": {"filesystem": {"root": str(tmp_path / "store")}},
+        "projects": {"hub": {"proxy": {"url": "https://registry.example.test:5443", "tag_ttl": 60,
+                                       "username": "mirror", "password_env": "HUB_PASSWORD"}}},
+        "events": {"endpoints": [{"name": "security", "url": "https://hooks.example.test/T000/B000/s3cr3tt0ken",
+                                  "types": ["pull.refused", "artifact.pushed"]}]},
+    })
+    server = serve("--config", str(config), env={"TRUSTREG_TRUST_PASSPHRASE": "x", "HUB_PASSWORD": "hunter2"})
+    log = server.log()
+    assert "proxy:         project hub caches https://registry.example.test:5443 (tags re-resolved after 60 s)" in log
+    assert "events:        security -> https://hooks.example.test (pull.refused, artifact.pushed)" in log
+    assert "s3cr3tt0ken" not in log and "hunter2" not in log
