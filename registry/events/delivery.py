@@ -67,8 +67,11 @@ class Deliverer:
                     await self.scan()
                 except Exception:  # storage unavailable and the like: try again at the next scan
                     log.exception("event outbox scan failed")
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+                # lands as the wait ends, and the worker then never stops (a hang at shutdown).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+                    async with asyncio.timeout(self.config.poll_seconds):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             for task in list(self._tasks):

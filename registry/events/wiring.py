@@ -77,8 +77,10 @@ def setup(app: web.Application) -> None:
     async def worker(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(deliverer.run())
         yield
-        task.cancel()
+        while not task.done():  # cancelled again should a cancellation ever be lost: shutdown never hangs
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            task.result()
 
     app.cleanup_ctx.append(worker)
