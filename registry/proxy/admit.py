@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from registry.manifests import ManifestInvalidError, ParsedManifest, parse_manifest, referrer_descriptor
 from registry.proxy.upstream import Upstream, UpstreamInvalidError
-from registry.refusal import Refusal
 from storage.memory import MemoryDriver
 from storage.references import Digest, InvalidReferenceError, is_digest
 from storage.store import Manifest, RegistryStore
@@ -226,12 +225,6 @@ class Admitter:
             admission.children = [child for child in admission.children
                                   if (await gate.decide(name, None, child.manifest)).served]
         return verdict
-
-    async def admit(self, name: str, tag: str | None, admission: Admission) -> None:
-        """Judge, then commit or refuse (412, nothing written)."""
-        verdict = await self.judge(name, tag, admission)
-        if not verdict.served:
-            raise Refusal(verdict.message, verdict.reason, verdict.detail)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

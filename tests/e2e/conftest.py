@@ -132,6 +132,22 @@ def trustreg(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         s.stop()
 
 
+@pytest.fixture
+def skopeo(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run skopeo with an empty private authfile: only the credentials on the command line count."""
+    authfile = tmp_path / "auth.json"
+    authfile.write_text("{}")
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "REGISTRY_AUTH_FILE": str(authfile)})
+        if check and result.returncode != 0:
+            raise AssertionError(f"skopeo {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def image() -> TestImage:
     """The reproducible test image (tests/clients/image.py), with its digests as attributes."""

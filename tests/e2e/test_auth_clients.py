@@ -60,21 +60,6 @@ def creds(user: str) -> str:
     return f"{user}:{USERS[user]}"
 
 
-@pytest.fixture
-def skopeo(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """Run skopeo with an empty private authfile: only the credentials on the command line count."""
-    authfile = tmp_path / "auth.json"
-    authfile.write_text("{}")
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "REGISTRY_AUTH_FILE": str(authfile)})
-        if check and result.returncode != 0:
-            raise AssertionError(f"skopeo {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    return run
-
 
 def test_docker_login_push_pull_token(auth_registry, dockerd, test_image: Path) -> None:
     server = auth_registry(token=True)

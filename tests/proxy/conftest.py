@@ -208,6 +208,11 @@ def proxy_server(tmp_path: Path, publisher: Publisher) -> Iterator[Callable[...,
         server.stop()
 
 
+def pull(ref: str, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`skopeo copy` of `ref` (plain-http registry) into directory `out`."""
+    return run("skopeo", "copy", "--src-tls-verify=false", *extra, f"docker://{ref}", f"dir:{out}", check=check)
+
+
 def storage_files(server: Server) -> list[str]:
     """Every file under the server's storage root (relative paths)."""
     root = server.workdir / "data"

@@ -9,11 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.clients.image import TestImage
-from tests.proxy.conftest import COSIGN_FLAGS, UPSTREAM_USER, http, run, storage_files, tool
-
-
-def pull(ref: str, out: Path, *extra: str, check: bool = True):  # type: ignore[no-untyped-def]
-    return run("skopeo", "copy", "--src-tls-verify=false", *extra, f"docker://{ref}", f"dir:{out}", check=check)
+from tests.proxy.conftest import COSIGN_FLAGS, UPSTREAM_USER, http, pull, run, storage_files, tool
 
 
 def test_basic_auth_upstream(upstream_registry, proxy_server, publisher, image: TestImage, tmp_path: Path) -> None:

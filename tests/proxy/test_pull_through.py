@@ -7,11 +7,7 @@ import json
 from pathlib import Path
 
 from tests.clients.image import TestImage
-from tests.proxy.conftest import COSIGN_FLAGS, http, run, storage_files, tool
-
-
-def skopeo_pull(ref: str, out: Path, check: bool = True):  # type: ignore[no-untyped-def]
-    return run("skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"dir:{out}", check=check)
+from tests.proxy.conftest import COSIGN_FLAGS, http, pull, run, storage_files, tool
 
 
 def test_signed_image_pulled_through_the_proxy(upstream_registry, proxy_server, publisher, image: TestImage,
@@ -20,7 +16,7 @@ def test_signed_image_pulled_through_the_proxy(upstream_registry, proxy_server, 
     digest = upstream.push(image, "team/app")
     publisher.sign(upstream, "team/app", digest)
     proxy = proxy_server(upstream.url)
-    skopeo_pull(f"{proxy.addr}/hub/team/app:v1", tmp_path / "pulled")
+    pull(f"{proxy.addr}/hub/team/app:v1", tmp_path / "pulled")
     manifest = (tmp_path / "pulled" / "manifest.json").read_bytes()
     assert "sha256:" + hashlib.sha256(manifest).hexdigest() == digest == image.amd64_manifest
     for layer in json.loads(manifest)["layers"]:
@@ -77,7 +73,7 @@ def test_unsigned_image_refused_and_not_stored(upstream_registry, proxy_server, 
     upstream = upstream_registry()
     digest = upstream.push(image, "team/unsigned")
     proxy = proxy_server(upstream.url)
-    result = skopeo_pull(f"{proxy.addr}/hub/team/unsigned:v1", tmp_path / "pulled", check=False)
+    result = pull(f"{proxy.addr}/hub/team/unsigned:v1", tmp_path / "pulled", check=False)
     assert result.returncode != 0 and "not signed by cosign" in result.stderr, result.stderr
     status, _, body = http(f"{proxy.url}/v2/hub/team/unsigned/manifests/v1")
     assert status == 412 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNVERIFIED"

@@ -7,11 +7,7 @@ import time
 from pathlib import Path
 
 from tests.clients.image import TestImage
-from tests.proxy.conftest import http, run
-
-
-def pull(ref: str, out: Path, check: bool = True):  # type: ignore[no-untyped-def]
-    return run("skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"dir:{out}", check=check)
+from tests.proxy.conftest import http, pull
 
 
 def test_upstream_stopped_cached_image_still_pulled(upstream_registry, proxy_server, publisher, image: TestImage,

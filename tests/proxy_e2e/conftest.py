@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.clients.image import TestImage, _Layout
-from tests.e2e.conftest import Server, image, require, start_server, test_image  # noqa: F401  (fixtures)
+from tests.e2e.conftest import Server, image, require, skopeo, start_server, test_image  # noqa: F401  (fixtures)
 from tests.e2e.test_signatures import ALICE, CAROL, Env, cosign_sign, make_env, notation_setup, notation_sign
 from tests.proxy.conftest import Upstream as Distribution
 from tests.s3server import free_port

@@ -5,10 +5,7 @@ proxy's storage holds afterwards."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -22,21 +19,6 @@ from tests.proxy_e2e.conftest import COSIGN, NOTATION, Upstream, traces
 
 REFUSED = "The image is not signed by cosign."
 
-
-@pytest.fixture
-def skopeo(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """skopeo with an empty private auth file: only credentials on the command line count."""
-    authfile = tmp_path / "auth.json"
-    authfile.write_text("{}")
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "REGISTRY_AUTH_FILE": str(authfile)})
-        if check:
-            assert result.returncode == 0, f"skopeo {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result
-
-    return run
 
 
 def revision(server: Server, repository: str, digest: str) -> Path:
