@@ -10,6 +10,7 @@ from aiohttp import web
 
 from config.loader import Settings
 from registry.ops import on_reload
+from registry.proxy.config import DEFAULT_TAG_TTL
 from trust.policy import CosignRequirement, NotaryRequirement, Policy, Project, Requirement
 
 log = logging.getLogger("trustreg")
@@ -84,7 +85,7 @@ def startup_lines(settings: Settings, policy: Policy, trust_enabled: bool, dev_p
         proxy = (body or {}).get("proxy")
         if proxy:
             lines.append(f"proxy:         project {name} caches {proxy['url']} "
-                         f"(tags re-resolved after {proxy.get('tag_ttl', 300)} s)")
+                         f"(tags re-resolved after {proxy.get('tag_ttl', DEFAULT_TAG_TTL)} s)")
     for endpoint in (settings.raw.get("events") or {}).get("endpoints") or []:
         where = urlsplit(endpoint["url"])  # host only: a webhook's path often carries its secret token
         lines.append(f"events:        {endpoint['name']} -> {where.scheme}://{where.hostname}"
